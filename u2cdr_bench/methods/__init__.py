@@ -1,0 +1,43 @@
+"""Method registry. UEM and ``pretrained`` live here; the baselines in :mod:`u2cdr_bench.baselines`.
+
+Registration order is the table row order.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..registry import Registry
+from .base import FitContext, Method
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: register ``cls`` under ``cls.name`` with ``cls.summary``."""
+    METHODS.add(cls.name, cls, cls.summary)
+    return cls
+
+
+_LOADED = False
+
+
+def load_methods() -> Registry[type[Method]]:
+    """Import every method module once (they register themselves) and return the registry."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for mod in ("u2cdr_bench.methods.pretrained", "u2cdr_bench.methods.uem", "u2cdr_bench.baselines"):
+            importlib.import_module(mod)
+    return METHODS
+
+
+def method_names() -> list[str]:
+    return load_methods().names()
+
+
+def get_method(name: str) -> type[Method]:
+    return load_methods().get(name)
+
+
+__all__ = ["METHODS", "FitContext", "Method", "get_method", "load_methods", "method_names", "register_method"]

@@ -1,0 +1,120 @@
+"""The method interface every retrieval method implements (UEM and all baselines).
+
+A method is built with a :class:`FitContext` (seed, schedule scale, how to build its trainable
+encoder, optional class-count hint) and its hyper-parameters, then
+
+1. ``fit(domain_a, domain_b)`` trains on the two **unlabeled** domains (A = query, B = gallery);
+2. ``embed(domain)`` returns ``[N, D]`` float32 retrieval features of the clean inputs;
+3. ``detect_private(query_feats, gallery_feats)`` flags open-set queries whose class has no match in
+   the gallery (paper-spec §2.6 for UEM; the generic detector of paper-spec §4.2 for every other method).
+
+Retrieval ranks the gallery by the Euclidean distance between these features (paper-spec §2.4, §7 #12).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.types import UnlabeledDomain
+
+ProgressFn = Callable[[str, int, int, dict[str, float]], None]
+
+
+def _no_progress(stage: str, step: int, total: int, info: dict[str, float]) -> None:
+    return None
+
+
+@dataclass
+class FitContext:
+    """Everything a method needs besides the data.
+
+    Attributes:
+        seed: run seed; a method must be a pure function of (data, hparams, seed).
+        epochs_scale: multiplies every stage's epoch count (``--epochs-scale``); see :meth:`Method.epochs`.
+        encoder_factory: builds a fresh trainable encoder ``input -> [B, feat_dim]`` (small CNN + head for
+            digits, MLP head over cached features, or backbone + head in finetune mode).
+        input_kind: ``"image"`` or ``"features"``.
+        input_shape: shape of one input sample.
+        profile: hyper-parameter profile of the dataset (``digits``, ``paper``, ``features``).
+        num_classes: true class counts ``(C_A, C_B)``, given only to methods with ``needs_num_classes``
+            (the paper gave PCS, UCDIR and DGDIR the true class number, paper-spec §3); else ``None``.
+        device: torch device.
+        progress: callback ``(stage, step, total, info)`` for a progress display.
+    """
+
+    seed: int
+    encoder_factory: Callable[[], nn.Module]
+    input_kind: str
+    input_shape: tuple[int, ...]
+    epochs_scale: float = 1.0
+    profile: str = "paper"
+    num_classes: tuple[int, int] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: ProgressFn = _no_progress
+
+
+class Method(ABC):
+    """Base class of every method. Subclasses set the class attributes and implement :meth:`fit`.
+
+    Class attributes:
+        name: registry name.
+        summary: one line for ``list methods``.
+        citation: the method's paper.
+        needs_num_classes: whether the method consumes the true class count (recorded in every record).
+        distance: the method's own distance for the generic open-set detector (``euclidean`` or ``cosine``).
+        defaults: default hyper-parameters; ``profiles`` maps a dataset profile to overrides.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    needs_num_classes: ClassVar[bool] = False
+    distance: ClassVar[str] = "euclidean"
+    defaults: ClassVar[dict[str, Any]] = {}
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:
+        self.ctx = ctx
+        self.hp = self.resolve_hparams(ctx.profile, hparams)
+        self.info: dict[str, Any] = {}  # facts for the record (e.g. estimated cluster counts)
+
+    @classmethod
+    def resolve_hparams(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults, then the profile's overrides, then the user's; unknown keys are an error."""
+        hp = dict(cls.defaults)
+        hp.update(cls.profiles.get(profile, {}))
+        for key, value in (overrides or {}).items():
+            if key not in hp:
+                from ..errors import unknown_name
+
+                raise unknown_name(f"hyper-parameter of method {cls.name}", key, hp)
+            hp[key] = value
+        return hp
+
+    def epochs(self, base: int) -> int:
+        """``base`` epochs scaled by ``--epochs-scale`` (at least 1)."""
+        return max(1, int(round(base * self.ctx.epochs_scale)))
+
+    @abstractmethod
+    def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        """Train on two unlabeled domains (A = query domain, B = gallery domain)."""
+
+    @abstractmethod
+    def embed(self, domain: UnlabeledDomain) -> np.ndarray:
+        """``[N, D]`` float32 retrieval features of ``domain``'s clean inputs."""
+
+    def detect_private(self, query_feats: np.ndarray, gallery_feats: np.ndarray) -> np.ndarray:
+        """``[N_q]`` bool: True where a query is judged query-private (open-set, paper-spec §4.2).
+
+        The default is the generic detector of the paper's App. B.2 in the method's own distance.
+        """
+        from ..blocks.detector import generic_private_detector
+
+        return generic_private_detector(query_feats, gallery_feats, distance=self.distance, seed=self.ctx.seed)
