@@ -1,0 +1,81 @@
+"""The generic open-set (query-private) detector used by every method but UEM (paper-spec §4.2, App. B.2).
+
+1. K-means on the query-domain features gives clusters ``c`` (K estimated by the Elbow method: no labels).
+2. For each cluster the threshold ``D_c`` is the largest distance between two of its members
+   (``threshold="diameter"``, the paper's "maximum distance between two samples of that cluster"), or
+   the largest member-to-centroid distance (``"radius"``, an alternative reading).
+3. A query is private iff the distance to its nearest gallery item exceeds ``D_c`` of its cluster
+   (the comparison is implied by the paper, paper-spec §7 #19).
+
+Distances are the method's own: ``euclidean`` or ``cosine`` (1 - cos).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kmeans import elbow_k, kmeans
+
+
+def _dist_matrix(a: np.ndarray, b: np.ndarray, distance: str) -> np.ndarray:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    if distance == "cosine":
+        an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return 1.0 - an @ bn.T
+    if distance == "euclidean":
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.maximum(sq, 0.0))
+    raise ValueError(f"distance must be euclidean or cosine, got {distance!r}")
+
+
+def nearest_distance(q: np.ndarray, g: np.ndarray, distance: str, chunk: int = 1024) -> np.ndarray:
+    """``[N_q]`` distance from each query to its nearest gallery item."""
+    out = np.empty(len(q))
+    for s in range(0, len(q), chunk):
+        out[s : s + chunk] = _dist_matrix(q[s : s + chunk], g, distance).min(axis=1)
+    return out
+
+
+def cluster_spread(x: np.ndarray, assign: np.ndarray, centroids: np.ndarray, distance: str, threshold: str) -> np.ndarray:
+    """``[K]`` per-cluster threshold ``D_c`` (diameter or radius); 0 for singleton clusters."""
+    k = len(centroids)
+    spread = np.zeros(k)
+    for c in range(k):
+        members = x[assign == c]
+        if len(members) == 0:
+            continue
+        if threshold == "diameter":
+            best = 0.0
+            for s in range(0, len(members), 1024):
+                best = max(best, float(_dist_matrix(members[s : s + 1024], members, distance).max()))
+            spread[c] = best
+        elif threshold == "radius":
+            spread[c] = float(_dist_matrix(members, centroids[c : c + 1], distance).max())
+        else:
+            raise ValueError(f"threshold must be diameter or radius, got {threshold!r}")
+    return spread
+
+
+def generic_private_detector(
+    query_feats: np.ndarray,
+    gallery_feats: np.ndarray,
+    distance: str = "euclidean",
+    seed: int = 0,
+    k: int | None = None,
+    k_max: int = 20,
+    threshold: str = "diameter",
+) -> np.ndarray:
+    """``[N_q]`` bool, True = query judged private. ``k`` fixes the number of query clusters (else Elbow)."""
+    q = np.ascontiguousarray(query_feats, dtype=np.float32)
+    g = np.ascontiguousarray(gallery_feats, dtype=np.float32)
+    xk = q
+    if distance == "cosine":
+        xk = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    if k is None:
+        k, _ = elbow_k(xk, k_min=2, k_max=k_max, seed=seed)
+    km = kmeans(xk, k, seed=seed)
+    spread = cluster_spread(q, km.assign, km.centroids, distance, threshold)
+    nn = nearest_distance(q, g, distance)
+    return nn > spread[km.assign]
