@@ -63,14 +63,18 @@ def elbow_k(
     seed: int = 0,
     niter: int = 20,
     nredo: int = 1,
+    max_points: int = 3000,
 ) -> tuple[int, dict[int, float]]:
     """Estimate the number of clusters of ``x`` by the Elbow method.
 
     Returns the chosen K and the inertia curve ``{K: inertia}`` over ``K = k_min..k_max``
-    (``k_max`` clamped to ``N - 1``).
+    (``k_max`` clamped to ``N - 1``). For speed the curve is computed on a seeded random subset of
+    at most ``max_points`` points (the knee of the curve does not depend on the scale of the inertia).
     """
     from kneed import KneeLocator
 
+    if len(x) > max_points:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))]
     n = len(x)
     k_max = int(max(k_min, min(k_max, n - 1)))
     ks = list(range(k_min, k_max + 1))

@@ -1,0 +1,259 @@
+"""Run one task end to end and write its record (DESIGN.md "The path of one run").
+
+    RunConfig -> protocol class lists -> two DomainSamples -> Method.fit on the label-free views
+              -> embed -> (open-set) detect_private -> metrics -> record JSON (atomic, named by config hash)
+
+Labels are used only here, after training, to score the retrieval. Model selection: none — the model after
+the fixed schedule's last epoch is evaluated (DESIGN.md invariant).
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data.registry import DataOptions, DatasetSpec, get_dataset
+from .data.types import DomainSamples
+from .errors import UserError
+from .methods import get_method
+from .methods.base import FitContext, ProgressFn
+from .metrics import evaluate
+from .nets import make_encoder_factory
+from .protocols import get_protocol
+from .records import config_hash, is_done, read_record, record_path, write_record
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers (its hash names the record)."""
+
+    method: str
+    dataset: str
+    setting: str
+    query: str
+    gallery: str
+    seed: int
+    split_seed: int = 0
+    epochs_scale: float = 1.0
+    mode: str = "image"
+    backbone: str = "small-cnn"
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def input_mode(spec: DatasetSpec, options: DataOptions) -> tuple[str, str, str]:
+    """``(mode, backbone, profile)`` recorded for a dataset under the given options."""
+    if spec.kind == "image":
+        return "image", "small-cnn", spec.profile
+    if spec.kind == "features":
+        return "features", "precomputed", "features"
+    if options.mode == "finetune":
+        return "finetune", options.backbone, "paper"
+    return "features", options.backbone, "features"
+
+
+def plan(
+    method: str,
+    dataset: str,
+    setting: str,
+    pairs: str | None,
+    seeds: list[int],
+    options: DataOptions,
+    split_seed: int = 0,
+    epochs_scale: float = 1.0,
+    hparams: dict[str, Any] | None = None,
+) -> list[RunConfig]:
+    """Validate names and expand (pairs × seeds) into run configs; raises UserError on bad input."""
+    spec = get_dataset(dataset)
+    method_cls = get_method(method)
+    get_protocol(spec, setting, split_seed)
+    mode, backbone, profile = input_mode(spec, options)
+    method_cls.resolve_hparams(profile, hparams or {})
+    if epochs_scale <= 0:
+        raise UserError(f"--epochs-scale must be positive, got {epochs_scale}.")
+    from .protocols import settings
+
+    setting = settings().canonical(setting)
+    return [
+        RunConfig(
+            method=method_cls.name,
+            dataset=spec.name if ":" not in dataset else dataset,
+            setting=setting,
+            query=q,
+            gallery=g,
+            seed=int(s),
+            split_seed=split_seed,
+            epochs_scale=float(epochs_scale),
+            mode=mode,
+            backbone=backbone,
+            hparams=dict(hparams or {}),
+        )
+        for (q, g) in spec.parse_pairs(pairs)
+        for s in seeds
+    ]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    import faiss
+
+    return {
+        "u2cdr_bench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "faiss": getattr(faiss, "__version__", None),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+
+
+class Runner:
+    """Runs configs, caching loaded domains across runs of one invocation."""
+
+    def __init__(self, options: DataOptions, out_dir: Path, force: bool = False) -> None:
+        self.options = options
+        self.out_dir = Path(out_dir)
+        self.force = force
+        self._domains: dict[tuple[str, str], DomainSamples] = {}
+
+    def is_done(self, cfg: RunConfig) -> bool:
+        return not self.force and is_done(self.out_dir, cfg.as_dict())
+
+    def existing(self, cfg: RunConfig) -> dict:
+        return read_record(record_path(self.out_dir, cfg.as_dict()))
+
+    def _domain(self, spec: DatasetSpec, name: str) -> DomainSamples:
+        key = (spec.name, name)
+        if key not in self._domains:
+            self._domains[key] = spec.load(name, self.options)
+        return self._domains[key]
+
+    def run(self, cfg: RunConfig, progress: ProgressFn | None = None) -> dict:
+        """Run one config and write its record; returns the record."""
+        t0 = time.perf_counter()
+        spec = get_dataset(cfg.dataset)
+        protocol = get_protocol(spec, cfg.setting, cfg.split_seed)
+        method_cls = get_method(cfg.method)
+        mode, backbone, profile = input_mode(spec, self.options)
+        query = self._domain(spec, cfg.query).select_classes(protocol.query_classes)
+        gallery = self._domain(spec, cfg.gallery).select_classes(protocol.gallery_classes)
+        if len(query) == 0 or len(gallery) == 0:
+            raise UserError(f"{cfg.dataset} {cfg.query}->{cfg.gallery} has no images for the classes of {cfg.setting}.")
+        t_load = time.perf_counter() - t0
+
+        backbone_factory: Callable | None = None
+        if mode == "finetune":
+            from .backbones import backbone_factory as make_backbone
+
+            backbone_factory = make_backbone(backbone)
+        input_shape = tuple(query.x.shape[1:])
+        num_classes = None
+        if method_cls.needs_num_classes:
+            num_classes = (len(protocol.query_classes), len(protocol.gallery_classes))
+        ctx = FitContext(
+            seed=cfg.seed,
+            encoder_factory=make_encoder_factory(query.kind, input_shape, backbone_factory=backbone_factory),
+            input_kind=query.kind,
+            input_shape=input_shape,
+            epochs_scale=cfg.epochs_scale,
+            profile=profile,
+            num_classes=num_classes,
+            progress=progress or (lambda *a: None),
+        )
+        torch.manual_seed(cfg.seed)
+        method = method_cls(ctx, cfg.hparams)
+        ua, ub = query.unlabeled(), gallery.unlabeled()
+        t1 = time.perf_counter()
+        method.fit(ua, ub)
+        t2 = time.perf_counter()
+        qf, gf = method.embed(ua), method.embed(ub)
+        t3 = time.perf_counter()
+        private_pred = method.detect_private(qf, gf) if cfg.setting == "open-set" else None
+        metrics = evaluate(qf, query.labels, gf, gallery.labels, private_pred=private_pred)
+        t4 = time.perf_counter()
+        n_private = int((~np.isin(query.labels, np.unique(gallery.labels))).sum())
+        record = {
+            "schema": 1,
+            "config_hash": config_hash(cfg.as_dict()),
+            "config": cfg.as_dict(),
+            "task": {
+                "query_abbrev": spec.abbrev(cfg.query),
+                "gallery_abbrev": spec.abbrev(cfg.gallery),
+                "pair": f"{spec.abbrev(cfg.query)}→{spec.abbrev(cfg.gallery)}",
+                "profile": profile,
+            },
+            "protocol": {
+                "hash": protocol.hash,
+                "query_classes": list(protocol.query_classes),
+                "gallery_classes": list(protocol.gallery_classes),
+                "shared_classes": list(protocol.shared_classes),
+            },
+            "metrics": {k: (None if v is None or not np.isfinite(v) else round(float(v), 4)) for k, v in metrics.items()},
+            "counts": {
+                "n_query": len(query),
+                "n_gallery": len(gallery),
+                "n_query_private": n_private,
+                "feature_dim": int(qf.shape[1]),
+            },
+            "method_info": {"num_classes_given": list(num_classes) if num_classes else None, **_jsonable(method.info)},
+            "data_info": {"query": _jsonable(query.info), "gallery": _jsonable(gallery.info)},
+            "timings": {
+                "load_s": round(t_load, 3),
+                "fit_s": round(t2 - t1, 3),
+                "embed_s": round(t3 - t2, 3),
+                "eval_s": round(t4 - t3, 3),
+                "total_s": round(t4 - t0, 3),
+            },
+            "env": environment(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_record(record, self.out_dir)
+        return record
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples inside ``obj`` into JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
