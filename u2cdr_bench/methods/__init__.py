@@ -26,9 +26,9 @@ def load_methods() -> Registry[type[Method]]:
     """Import every method module once (they register themselves) and return the registry."""
     global _LOADED
     if not _LOADED:
-        _LOADED = True
         for mod in ("u2cdr_bench.methods.pretrained", "u2cdr_bench.methods.uem", "u2cdr_bench.baselines"):
             importlib.import_module(mod)
+        _LOADED = True
     return METHODS
 
 
