@@ -127,7 +127,7 @@ def test_generic_detector_by_hand():
 def test_cosine_distance_detector():
     q = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]], dtype=np.float32)
     g = np.array([[1.0, 0.05]], dtype=np.float32)
-    flags = generic_private_detector(q, g, distance="cosine", k=2, seed=0)
+    flags = generic_private_detector(q, g, distance="cosine", k=2, seed=0, threshold="diameter")
     assert flags.tolist() == [False, False, True, True]
     d = nearest_distance(q[:1], g, "cosine")
     assert d[0] == pytest.approx(1 - 1 / math.sqrt(1 + 0.05**2), rel=1e-6)

@@ -1,9 +1,10 @@
 """The generic open-set (query-private) detector used by every method but UEM (paper-spec §4.2, App. B.2).
 
 1. K-means on the query-domain features gives clusters ``c`` (K estimated by the Elbow method: no labels).
-2. For each cluster the threshold ``D_c`` is the largest distance between two of its members
-   (``threshold="diameter"``, the paper's "maximum distance between two samples of that cluster"), or
-   the largest member-to-centroid distance (``"radius"``, an alternative reading).
+2. For each cluster the threshold ``D_c`` is the largest member-to-centroid distance (``threshold="radius"``,
+   the default: "max intra-cluster distance" read as distance to the cluster centre) or the largest
+   distance between two of its members (``"diameter"``, the most literal reading of "maximum distance between
+   two samples of that cluster"; it almost never flags a query, see ``methods.base.BASE_HPARAMS``).
 3. A query is private iff the distance to its nearest gallery item exceeds ``D_c`` of its cluster
    (the comparison is implied by the paper, paper-spec §7 #19).
 
@@ -65,7 +66,7 @@ def generic_private_detector(
     seed: int = 0,
     k: int | None = None,
     k_max: int = 20,
-    threshold: str = "diameter",
+    threshold: str = "radius",
 ) -> np.ndarray:
     """``[N_q]`` bool, True = query judged private. ``k`` fixes the number of query clusters (else Elbow)."""
     q = np.ascontiguousarray(query_feats, dtype=np.float32)

@@ -30,7 +30,7 @@ from torch import nn
 from ..blocks.memory import MemoryBank
 from ..data.types import UnlabeledDomain
 from ..training import PairedSampler, cosine_lr, encode, make_sgd, seed_everything, set_lr
-from .base import FitContext, Method
+from .base import BASE_HPARAMS, FitContext, Method
 
 #: Optimisation settings per dataset profile, shared by every trained method.
 SCHEDULES: dict[str, dict[str, Any]] = {
@@ -49,7 +49,8 @@ class EncoderMethod(Method):
 
     @classmethod
     def resolve_hparams(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        merged = dict(SCHEDULES.get(profile, SCHEDULES["paper"]))
+        merged = dict(BASE_HPARAMS)
+        merged.update(SCHEDULES.get(profile, SCHEDULES["paper"]))
         merged.update(cls.defaults)
         merged.update(cls.profiles.get(profile, {}))
         hp = dict(merged)
