@@ -107,3 +107,19 @@ def test_console_script_exit_code(tmp_path):
     exe = Path(sys.executable).with_name("u2cdr-bench")
     proc = subprocess.run([str(exe), "run", "--method", "nope"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: Unknown method 'nope'")
+
+
+def test_submitit_local_launcher_writes_the_same_record(tmp_path, capsys):
+    args = ["run", "--method", "pretrained", "--protocol", "close-set", "--pairs", "optdigits:printed", "--json", "--quiet"]
+    code, out, err = _run([*args, "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    code, out2, err2 = _run([*args, "--out", str(tmp_path / "b"), "--launcher", "submitit-local"], capsys)
+    assert code == 0, err2
+    a, b = json.loads(out), json.loads(out2)
+    assert a["config_hash"] == b["config_hash"] and a["metrics"] == b["metrics"]
+    assert (tmp_path / "b" / f"{b['config_hash']}.json").exists()
+
+
+def test_unknown_launcher(capsys):
+    code, _, err = _run(["run", "--launcher", "pbs"], capsys)
+    assert code == 2 and "Unknown launcher 'pbs'" in err

@@ -101,6 +101,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON on stdout.")] = False,
     force: Annotated[bool, typer.Option(help="Re-run finished runs.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    launcher: Annotated[str, typer.Option(help="local (this process), slurm or submitit-local (jobs via submitit).")] = "local",
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition (launcher slurm).")] = None,
+    slurm_timeout_min: Annotated[int, typer.Option(help="Per-job time limit in minutes (submitit launchers).")] = 60,
 ) -> None:
     """Run a method on every directed pair (and seed) of a dataset under one setting."""
     from .runner import Runner, plan
@@ -117,8 +120,22 @@ def run(
         epochs_scale=epochs_scale,
         hparams=_parse_hparams(hp),
     )
+    from .launch import LAUNCHERS, submit
+
+    if launcher not in LAUNCHERS:
+        raise UserError(f"Unknown launcher '{launcher}'; valid choices: {', '.join(LAUNCHERS)}.")
     runner = Runner(options, out_dir, force=force)
-    records = _run_all(runner, configs, quiet)
+    if launcher == "local":
+        records = _run_all(runner, configs, quiet)
+    else:
+        todo = [c for c in configs if not runner.is_done(c)]
+        slurm = {"timeout_min": slurm_timeout_min}
+        if slurm_partition:
+            slurm["slurm_partition"] = slurm_partition
+        if not quiet:
+            err.print(f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)")
+        submit(todo, options, out_dir, launcher, slurm)
+        records = [runner.existing(c) for c in configs]
     if as_json:
         out.print_json(json.dumps(records if len(records) != 1 else records[0], ensure_ascii=False))
     if not quiet or not as_json:
