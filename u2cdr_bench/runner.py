@@ -9,6 +9,7 @@ the fixed schedule's last epoch is evaluated (DESIGN.md invariant).
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -106,6 +107,25 @@ def plan(
     ]
 
 
+def compute_threads() -> int:
+    """Threads for torch and faiss (``$U2CDR_THREADS``, default 1).
+
+    One thread by default: results then do not depend on the machine's core count (reductions are
+    ordered the same way everywhere), and parallel grids scale by running several runs at once.
+    """
+    try:
+        return max(1, int(os.environ.get("U2CDR_THREADS", "1")))
+    except ValueError:
+        raise UserError(f"U2CDR_THREADS must be a positive integer, got '{os.environ['U2CDR_THREADS']}'.") from None
+
+
+def set_threads(n: int) -> None:
+    import faiss
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -158,6 +178,8 @@ class Runner:
     def run(self, cfg: RunConfig, progress: ProgressFn | None = None) -> dict:
         """Run one config and write its record; returns the record."""
         t0 = time.perf_counter()
+        threads = compute_threads()
+        set_threads(threads)
         spec = get_dataset(cfg.dataset)
         protocol = get_protocol(spec, cfg.setting, cfg.split_seed)
         method_cls = get_method(cfg.method)
@@ -230,6 +252,7 @@ class Runner:
                 "embed_s": round(t3 - t2, 3),
                 "eval_s": round(t4 - t3, 3),
                 "total_s": round(t4 - t0, 3),
+                "threads": threads,
             },
             "env": environment(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
