@@ -1,7 +1,7 @@
 """Write the committed reference records of the CI metric regression grid (results/reference/).
 
 Grid: every registered method × the three settings × two digits pairs (optdigits:printed, printed:optdigits),
-seed 2024, ``--epochs-scale 0.25`` (a short schedule). Re-run after an intended change of numbers:
+seed 2024, ``--epochs-scale 0.1`` (a short schedule). Re-run after an intended change of numbers:
 
     .venv/bin/python benchmarks/make_reference.py [--methods uem,pcs]
 """
@@ -19,7 +19,7 @@ from u2cdr_bench.runner import Runner, plan
 
 PAIRS = "optdigits:printed,printed:optdigits"
 SEED = 2024
-EPOCHS_SCALE = 0.25
+EPOCHS_SCALE = 0.1
 
 
 def main() -> None:

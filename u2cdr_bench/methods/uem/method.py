@@ -1,0 +1,473 @@
+"""The UEM method: IDSE (stage 1) then CDSM (stage 2), and UEM's own open-set detector (paper-spec §2).
+
+See :class:`UEM` for the hyper-parameters and ``docs/uem.md`` for every reading of an ambiguous point.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...blocks.grl import DomainClassifier
+from ...blocks.memory import MemoryBank
+from ...data.types import UnlabeledDomain
+from ...errors import UserError
+from .. import register_method
+from ..common import EncoderMethod
+from .cdsm import adversarial_loss, nn_match_loss, sn2m_loss, sn2m_targets, spr_loss
+from .detector import uem_private_detector
+from .idse import alpha_ramp, idse_domain_loss
+from .prototypes import PrototypeStructure, build_structure, estimate_k
+
+__all__ = ["UEM"]
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "ince_negatives": ("bank", "batch"),
+    "nce_reduction": ("mean", "sum"),
+    "dal_reduction": ("mean", "sum"),
+    "reestimate_k": ("every", "stage", "once"),
+    "adv_mode": ("grl", "flip"),
+    "sn2m_mode": ("switch", "nn"),
+    "sn2m_negatives": ("memory", "batch"),
+    "frozen_bn": ("batch", "running"),
+    "detector_spread": ("loo", "all"),
+    "stage2_memory_init": ("continue", "reencode"),
+    "memory_bn": ("batch", "running"),
+}
+
+
+@register_method
+class UEM(EncoderMethod):
+    """UEM (Wang, Du, Zhu, NeurIPS 2024): unified, enhanced and matched semantic feature learning.
+
+    Stage 1, IDSE (paper-spec §2.2), ``idse_epochs`` epochs: per-domain memory banks (Eq. 5), instance NCE
+    per domain (Eq. 6), K-means prototypes per domain with Elbow K, translation + Hungarian matching + merge
+    test (Eqs. 8–9) into ``P^{A'}``/``P^{B'}``, prototype NCE over the merged set (Eq. 7), progressive IPM
+    (Eq. 10), SEL (Eq. 11); objective Eq. 12.
+    Stage 2, CDSM (§2.3), ``cdsm_epochs`` epochs: frozen copy ``f_theta'``; domain-adversarial loss (Eq. 13),
+    SPR (Eq. 14), SN2M (Eqs. 15–17); objective Eq. 18.
+    Open-set detection (§2.6, Eqs. 25–27): :meth:`detect_private`.
+
+    Hyper-parameters (``defaults`` = the ``paper`` profile; "#n" = paper-spec §7 item; docs/uem.md has the
+    reasoning behind every reading):
+
+    ======================  =========  ==================================================================
+    name                    default    meaning
+    ======================  =========  ==================================================================
+    tau                     0.07       temperature of Eqs. 6, 7, 11, 17 (§2.1)
+    memory_momentum         0.99       beta of Eq. 5
+    renormalize_memory      True       L2-renormalise memory entries after each update (#2)
+    memory_bn               batch      BatchNorm mode of the memory initialisation: per-domain ``batch``
+                                       statistics (as in training) or ``running`` (eval mode)
+    ince_negatives          bank       Eq. 6 denominator: the whole memory bank, or ``batch`` entries (#3)
+    nce_reduction           mean       batch reduction of Eqs. 6-7 (printed as sums; ``sum``)
+    idse_epochs             100        stage-1 epochs E (200 in profile ``domainnet``; §2.5)
+    cdsm_epochs             50         stage-2 epochs (§2.5)
+    recluster_every         1          stage-1 re-clustering cadence, epochs (#4)
+    cluster_alpha_min       0.01       stage-1 clustering starts once alpha(e) >= this (#4)
+    elbow_k_min, _max       2, 100     Elbow candidate range (#4); also the detector's
+    reestimate_k            every      run the Elbow at ``every`` clustering, once per ``stage``, ``once``
+    kmeans_niter, _nredo    20, 5      faiss K-means settings (UCDIR's; #4)
+    normalize_prototypes    False      L2-normalise the prototypes used by the losses (#2)
+    idse_merge              True       prototype merging in IDSE (False = ``uem-no-pm``)
+    use_sel                 True       SEL term of Eq. 12 (False = ``uem-no-sel``)
+    sel_detach_weights      False      stop the gradient through SEL's softmax weights (#6)
+    adv_mode                grl        Eq. 13 game: gradient reversal, or ``flip`` (label flipping) (#7)
+    grl_lambda              1.0        gradient-reversal coefficient
+    disc_hidden             256        hidden width of the two-layer domain classifier (#7)
+    dal_reduction           mean       batch reduction of Eq. 13 (printed as a sum over 2B)
+    use_spr                 True       SPR of Eq. 14 (False = ``uem-no-spda``)
+    sn2m_mode               switch     Eqs. 15-17, or ``nn``: plain cosine-NN positive (``uem-no-sn2m``, #20)
+    sn2m_negatives          memory     SN2M instances x^B_j: the memory bank, or the ``batch`` (#8)
+    cdsm_lr_scale           1.0        stage-2 learning rate / ``lr`` (fresh cosine schedule, #10)
+    stage2_recluster        1          stage-2 re-clustering cadence, epochs; 0 = only at its start (#9)
+    stage2_memory_update    True       keep updating the memory banks in stage 2 (#9)
+    stage2_memory_init      continue   memory at the start of stage 2: ``continue``, or ``reencode`` (#9)
+    frozen_bn               batch      BatchNorm of f_theta': ``batch`` statistics (running ones frozen),
+                                       or ``running`` (eval mode)
+    joint_forward           False      one forward pass over both domains' batches instead of one per
+                                       domain (UCDIR; #11)
+    detector_spread         loo        Eq. 25 threshold without the query itself (``loo``) or literal ``all``
+    ======================  =========  ==================================================================
+
+    Plus the optimiser settings of :data:`u2cdr_bench.methods.common.SCHEDULES` (``lr``, ``batch_size``,
+    ``weight_decay``, ``sgd_momentum``), one fresh cosine schedule per stage (§7 #10).
+
+    ``self.info`` after ``fit``: ``timings`` (seconds: ``init``, ``stage1``, ``stage2`` training without
+    clustering, ``kmeans`` = Elbow + K-means + merging during fit, ``detector``), ``clusterings`` (K and
+    merges of every clustering), ``idse_epochs``/``cdsm_epochs`` actually run, ``sn2m_agree`` and, after
+    :meth:`detect_private`, ``detector``.
+    """
+
+    name: ClassVar[str] = "uem"
+    summary: ClassVar[str] = "UEM (NeurIPS 2024): IDSE (IPM + SEL, merged prototypes) then CDSM (SPDA + SN2M)"
+    citation: ClassVar[str] = (
+        "Wang, Du, Zhu, 'Semantic Feature Learning for Universal Unsupervised Cross-Domain Retrieval', "
+        "NeurIPS 2024"
+    )
+    needs_num_classes: ClassVar[bool] = False
+    distance: ClassVar[str] = "euclidean"
+    defaults: ClassVar[dict[str, Any]] = {
+        "tau": 0.07,
+        "memory_momentum": 0.99,
+        "renormalize_memory": True,
+        "memory_bn": "batch",
+        "ince_negatives": "bank",
+        "nce_reduction": "mean",
+        "idse_epochs": 100,
+        "cdsm_epochs": 50,
+        "recluster_every": 1,
+        "cluster_alpha_min": 0.01,
+        "elbow_k_min": 2,
+        "elbow_k_max": 100,
+        "reestimate_k": "every",
+        "kmeans_niter": 20,
+        "kmeans_nredo": 5,
+        "normalize_prototypes": False,
+        "idse_merge": True,
+        "use_sel": True,
+        "sel_detach_weights": False,
+        "adv_mode": "grl",
+        "grl_lambda": 1.0,
+        "disc_hidden": 256,
+        "dal_reduction": "mean",
+        "use_spr": True,
+        "sn2m_mode": "switch",
+        "sn2m_negatives": "memory",
+        "cdsm_lr_scale": 1.0,
+        "stage2_recluster": 1,
+        "stage2_memory_update": True,
+        "stage2_memory_init": "continue",
+        "frozen_bn": "batch",
+        "joint_forward": False,
+        "detector_spread": "loo",
+    }
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "domainnet": {"idse_epochs": 200},
+        "digits": {
+            "idse_epochs": 16,
+            "cdsm_epochs": 8,
+            "elbow_k_max": 20,
+            "reestimate_k": "stage",
+            "kmeans_nredo": 1,
+            "recluster_every": 1,
+        },
+        "features": {"idse_epochs": 40, "cdsm_epochs": 20, "kmeans_nredo": 2, "reestimate_k": "stage"},
+    }
+
+    def __init__(self, ctx, hparams: dict[str, Any] | None = None) -> None:
+        super().__init__(ctx, hparams)
+        self._validate()
+        self.structure: PrototypeStructure | None = None
+        self.bank_a: MemoryBank | None = None
+        self.bank_b: MemoryBank | None = None
+        self._pending: list[tuple[MemoryBank, torch.Tensor, torch.Tensor]] = []
+        self._k: tuple[int, int] | None = None
+        self._k_stage: int | None = None
+        self._n_clusterings = 0
+        self.info["timings"] = {"init": 0.0, "stage1": 0.0, "stage2": 0.0, "kmeans": 0.0, "detector": 0.0}
+        self.info["clusterings"] = []
+
+    # ----- checks --------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        hp = self.hp
+        for key, choices in _CHOICES.items():
+            if hp[key] not in choices:
+                raise UserError(
+                    f"Hyper-parameter {key} of method {self.name} must be one of {list(choices)}, "
+                    f"got {hp[key]!r}."
+                )
+        for key in (
+            "idse_epochs",
+            "cdsm_epochs",
+            "recluster_every",
+            "elbow_k_min",
+            "elbow_k_max",
+            "batch_size",
+        ):
+            if int(hp[key]) < 1:
+                raise UserError(
+                    f"Hyper-parameter {key} of method {self.name} must be at least 1, got {hp[key]!r}."
+                )
+        if int(hp["stage2_recluster"]) < 0:
+            raise UserError(f"Hyper-parameter stage2_recluster of method {self.name} must be >= 0.")
+        if int(hp["elbow_k_max"]) < int(hp["elbow_k_min"]):
+            raise UserError(f"Method {self.name}: elbow_k_max must be >= elbow_k_min.")
+        if not 0.0 <= float(hp["memory_momentum"]) < 1.0:
+            raise UserError(f"Hyper-parameter memory_momentum of method {self.name} must be in [0, 1).")
+        if float(hp["tau"]) <= 0.0:
+            raise UserError(f"Hyper-parameter tau of method {self.name} must be positive.")
+
+    # ----- helpers -------------------------------------------------------------------------------
+    def _encode_pair(
+        self, xa: torch.Tensor, xb: torch.Tensor, module: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised features of both batches, jointly (one pass) or per domain (``joint_forward``)."""
+        if self.hp["joint_forward"]:
+            f = self.features(torch.cat([xa, xb]), module)
+            return f[: len(xa)], f[len(xa) :]
+        return self.features(xa, module), self.features(xb, module)
+
+    @torch.no_grad()
+    def _memory_features(self, domain: UnlabeledDomain) -> torch.Tensor:
+        """``[N, D]`` normalised features of the clean inputs for a memory bank (Eq. 5 initialisation).
+
+        ``memory_bn="batch"``: the encoder in training mode over consecutive chunks of about ``batch_size``
+        samples of one domain, i.e. with the same per-domain BatchNorm batch statistics as the features that
+        Eq. 5 later writes into the bank (running statistics left untouched). ``"running"``: eval mode.
+        """
+        if self.hp["memory_bn"] == "running":
+            return self.encode_all(domain)
+        enc = self.encoder
+        was_training = enc.training
+        bns = [m for m in enc.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [
+            (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+            for m in bns
+        ]
+        for m in bns:
+            m.momentum = 0.0
+        enc.train()
+        n_chunks = max(1, -(-domain.n // int(self.hp["batch_size"])))
+        out = [self.features(domain.clean(idx)) for idx in torch.arange(domain.n).chunk(n_chunks)]
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+        enc.train(was_training)
+        return torch.cat(out).detach()
+
+    def _new_banks(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        mom, renorm = float(self.hp["memory_momentum"]), bool(self.hp["renormalize_memory"])
+        self.bank_a = MemoryBank(self._memory_features(domain_a), momentum=mom, renormalize=renorm)
+        self.bank_b = MemoryBank(self._memory_features(domain_b), momentum=mom, renormalize=renorm)
+
+    def _flush_memory(self) -> None:
+        """Apply the memory updates (Eq. 5) queued by the last step, after its optimiser step."""
+        for bank, idx, feats in self._pending:
+            bank.update(idx, feats)
+        self._pending = []
+
+    def _recluster(self, stage: int, epoch: int) -> None:
+        """K-means (Elbow K per ``reestimate_k``) on both memory banks and merging (Eqs. 8–9)."""
+        assert self.bank_a is not None and self.bank_b is not None
+        hp = self.hp
+        t0 = time.perf_counter()
+        seed = int(self.ctx.seed) * 1000 + 7 * self._n_clusterings
+        policy = hp["reestimate_k"]
+        if self._k is None or policy == "every" or (policy == "stage" and self._k_stage != stage):
+            kw = {
+                "k_min": int(hp["elbow_k_min"]),
+                "k_max": int(hp["elbow_k_max"]),
+                "niter": int(hp["kmeans_niter"]),
+            }
+            k_a = estimate_k(self.bank_a.numpy(), seed=seed, **kw)
+            k_b = estimate_k(self.bank_b.numpy(), seed=seed + 1, **kw)
+            self._k, self._k_stage = (k_a, k_b), stage
+        self.structure = build_structure(
+            self.bank_a.bank,
+            self.bank_b.bank,
+            self._k[0],
+            self._k[1],
+            seed=seed,
+            niter=int(hp["kmeans_niter"]),
+            nredo=int(hp["kmeans_nredo"]),
+            normalize_prototypes=bool(hp["normalize_prototypes"]),
+        )
+        self._n_clusterings += 1
+        self.info["clusterings"].append({"stage": stage, "epoch": epoch, **self.structure.summary()})
+        self.info["timings"]["kmeans"] += time.perf_counter() - t0
+
+    # ----- training ------------------------------------------------------------------------------
+    def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        timings = self.info["timings"]
+        t0 = time.perf_counter()
+        self._new_banks(domain_a, domain_b)
+        timings["init"] += time.perf_counter() - t0
+
+        k0 = timings["kmeans"]
+        t0 = time.perf_counter()
+        self._stage1(domain_a, domain_b)
+        timings["stage1"] += time.perf_counter() - t0 - (timings["kmeans"] - k0)
+
+        k0 = timings["kmeans"]
+        t0 = time.perf_counter()
+        self._stage2(domain_a, domain_b)
+        timings["stage2"] += time.perf_counter() - t0 - (timings["kmeans"] - k0)
+        self.encoder.eval()
+
+    def _stage1(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        """IDSE, Eq. 12, with alpha of Eq. 10 and (re-)clustering per ``recluster_every``."""
+        hp = self.hp
+        assert self.bank_a is not None and self.bank_b is not None
+        total = self.epochs(int(hp["idse_epochs"]))
+        self.info["idse_epochs"] = total
+        state = {"alpha": 0.0, "last": -(10**9)}
+        bank_a, bank_b = self.bank_a, self.bank_b
+        tau = float(hp["tau"])
+        loss_kw = {
+            "tau": tau,
+            "ince_negatives": hp["ince_negatives"],
+            "nce_reduction": hp["nce_reduction"],
+            "use_sel": bool(hp["use_sel"]),
+            "sel_detach_weights": bool(hp["sel_detach_weights"]),
+        }
+
+        def on_epoch_start(epoch: int) -> None:
+            self._flush_memory()
+            state["alpha"] = alpha_ramp(epoch, total)
+            due = epoch - state["last"] >= int(hp["recluster_every"])
+            if state["alpha"] >= float(hp["cluster_alpha_min"]) and due:
+                self._recluster(stage=1, epoch=epoch)
+                state["last"] = epoch
+
+        def step(
+            epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
+        ) -> tuple[torch.Tensor, dict[str, float]]:
+            self._flush_memory()
+            f_a, f_b = self._encode_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
+            s = self.structure
+            if s is None:
+                pa = pb = aa = ab = None
+            elif hp["idse_merge"]:
+                pa, pb, aa, ab = s.merged_a, s.merged_b, s.assign_a_merged, s.assign_b_merged
+            else:
+                pa, pb, aa, ab = s.own_a, s.own_b, s.assign_a, s.assign_b
+            loss_a, parts_a = idse_domain_loss(
+                f_a, bank_a.bank, idx_a.to(f_a.device), state["alpha"], pa, aa, **loss_kw
+            )
+            loss_b, parts_b = idse_domain_loss(
+                f_b, bank_b.bank, idx_b.to(f_b.device), state["alpha"], pb, ab, **loss_kw
+            )
+            self._pending = [(bank_a, idx_a, f_a.detach()), (bank_b, idx_b, f_b.detach())]
+            info = {f"{k}_a": v for k, v in parts_a.items()} | {f"{k}_b": v for k, v in parts_b.items()}
+            info["alpha"] = state["alpha"]
+            return loss_a + loss_b, info
+
+        self.train_stage("idse", domain_a, domain_b, total, step, on_epoch_start=on_epoch_start)
+        self._flush_memory()
+
+    def _frozen_copy(self) -> nn.Module:
+        """``f_theta'``: a gradient-free copy of the stage-1 encoder (paper-spec §2.3)."""
+        frozen = copy.deepcopy(self.encoder)
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        if self.hp["frozen_bn"] == "batch":
+            frozen.train()
+            for m in frozen.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0  # batch statistics in the forward pass, running statistics unchanged
+        else:
+            frozen.eval()
+        return frozen
+
+    def _stage2(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        """CDSM, Eq. 18."""
+        hp = self.hp
+        assert self.bank_a is not None and self.bank_b is not None
+        bank_a, bank_b = self.bank_a, self.bank_b
+        total = self.epochs(int(hp["cdsm_epochs"]))
+        self.info["cdsm_epochs"] = total
+        if hp["stage2_memory_init"] == "reencode":
+            self._new_banks(domain_a, domain_b)
+        bank_a, bank_b = self.bank_a, self.bank_b
+        frozen = self._frozen_copy()
+        dim = int(bank_a.dim)
+        disc = DomainClassifier(dim, int(hp["disc_hidden"])).to(self.ctx.device)
+        tau = float(hp["tau"])
+        every = int(hp["stage2_recluster"])
+        agree_count = {"agree": 0.0, "total": 0.0}
+
+        def on_epoch_start(epoch: int) -> None:
+            self._flush_memory()
+            if epoch == 0 or (every > 0 and epoch % every == 0):
+                self._recluster(stage=2, epoch=epoch)
+
+        def step(
+            epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
+        ) -> tuple[torch.Tensor, dict[str, float]]:
+            self._flush_memory()
+            s = self.structure
+            assert s is not None
+            xa, xb = self.view(domain_a, idx_a), self.view(domain_b, idx_b)
+            f_a, f_b = self._encode_pair(xa, xb)
+            info: dict[str, float] = {}
+            loss = adversarial_loss(
+                disc,
+                f_a,
+                f_b,
+                mode=hp["adv_mode"],
+                lam=float(hp["grl_lambda"]),
+                reduction=hp["dal_reduction"],
+            )
+            info["dal"] = float(loss.detach())
+            if hp["use_spr"]:
+                with torch.no_grad():
+                    g_a, g_b = self._encode_pair(xa, xb, frozen)
+                l_spr = spr_loss(f_a, g_a) + spr_loss(f_b, g_b)
+                loss = loss + l_spr
+                info["spr"] = float(l_spr.detach())
+            if hp["sn2m_negatives"] == "memory":
+                cand_a, cand_b = bank_a.bank, bank_b.bank
+            else:
+                cand_a, cand_b = f_a, f_b
+            if hp["sn2m_mode"] == "switch":
+                t_a = sn2m_targets(f_a, s.own_a, s.a_to_b, s.merged_b, cand_b)
+                t_b = sn2m_targets(f_b, s.own_b, s.b_to_a, s.merged_a, cand_a)
+                l_match = sn2m_loss(f_a, s.merged_b, cand_b, t_a, tau) + sn2m_loss(
+                    f_b, s.merged_a, cand_a, t_b, tau
+                )
+                agree = float(t_a.agree.float().mean() + t_b.agree.float().mean()) / 2
+                info["agree"] = agree
+                agree_count["agree"] += agree
+                agree_count["total"] += 1
+            else:
+                l_match = nn_match_loss(f_a, cand_b, tau) + nn_match_loss(f_b, cand_a, tau)
+            loss = loss + l_match
+            info["sn2m"] = float(l_match.detach())
+            if hp["stage2_memory_update"]:
+                self._pending = [(bank_a, idx_a, f_a.detach()), (bank_b, idx_b, f_b.detach())]
+            return loss, info
+
+        scale = float(hp["cdsm_lr_scale"])
+        self.train_stage(
+            "cdsm",
+            domain_a,
+            domain_b,
+            total,
+            step,
+            params=[],
+            on_epoch_start=on_epoch_start,
+            extra_param_groups=[
+                {"params": list(self.encoder.parameters()), "lr_mult": scale},
+                {"params": list(disc.parameters()), "lr_mult": scale},
+            ],
+        )
+        self._flush_memory()
+        if agree_count["total"]:
+            self.info["sn2m_agree"] = agree_count["agree"] / agree_count["total"]
+
+    # ----- open-set detection ----------------------------------------------------------------------
+    def detect_private(self, query_feats: np.ndarray, gallery_feats: np.ndarray) -> np.ndarray:
+        """``[N_q]`` bool by UEM's own rule (paper-spec §2.6, Eqs. 25–27) on ``embed`` features."""
+        hp = self.hp
+        t0 = time.perf_counter()
+        res = uem_private_detector(
+            query_feats,
+            gallery_feats,
+            seed=int(self.ctx.seed),
+            k_min=int(hp["elbow_k_min"]),
+            k_max=int(hp["elbow_k_max"]),
+            niter=int(hp["kmeans_niter"]),
+            nredo=int(hp["kmeans_nredo"]),
+            spread=hp["detector_spread"],
+        )
+        self.info["detector"] = res.summary()
+        self.info["timings"]["detector"] += time.perf_counter() - t0
+        return res.flags
