@@ -251,9 +251,10 @@ def list_(what: Annotated[str, typer.Argument(help="methods, datasets, protocols
     """List registered methods, datasets, protocols (settings), metrics or backbones."""
     rows: list[tuple[str, str]]
     if what == "methods":
-        from .methods import load_methods
+        from .methods import load_methods, method_names
 
-        rows = [(e.name, e.summary) for e in load_methods()]
+        reg = load_methods()
+        rows = [(n, reg.entry(n).summary) for n in method_names()]
     elif what == "datasets":
         from .data.registry import DATASETS, dataset_names
 

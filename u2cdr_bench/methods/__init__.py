@@ -32,8 +32,24 @@ def load_methods() -> Registry[type[Method]]:
     return METHODS
 
 
+def _order_key(entry) -> tuple[int, int]:
+    """Stable display order whatever the import order: pretrained, UEM and its ablations, then the
+    baselines in ``baselines._MODULES`` order (registration order within a module)."""
+    module = entry.obj.__module__
+    if module.endswith(".pretrained"):
+        return (0, 0)
+    if ".methods.uem" in module:
+        return (1, 0)
+    from .. import baselines
+
+    name = module.rsplit(".", 1)[-1]
+    return (2, baselines._MODULES.index(name) if name in baselines._MODULES else len(baselines._MODULES))
+
+
 def method_names() -> list[str]:
-    return load_methods().names()
+    """Registered method names in table row order."""
+    entries = list(load_methods())
+    return [e.name for e in sorted(entries, key=_order_key)]
 
 
 def get_method(name: str) -> type[Method]:
