@@ -34,18 +34,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(options, Path(tmp), force=True)
         for m in methods:
-            (cfg,) = plan(m, "digits", args.setting, args.pair, [args.seed], options, epochs_scale=args.epochs_scale)
+            (cfg,) = plan(
+                m, "digits", args.setting, args.pair, [args.seed], options, epochs_scale=args.epochs_scale
+            )
             rec = runner.run(cfg)
             t = rec["timings"]
             rows.append((m, t["total_s"], t["fit_s"], t["eval_s"], rec["metrics"]["map_all"]))
-            print(f"{m:18s} total {t['total_s']:7.1f} s  fit {t['fit_s']:7.1f} s  eval {t['eval_s']:5.1f} s  "
-                  f"map_all {rec['metrics']['map_all']:.1f}", flush=True)
+            print(
+                f"{m:18s} total {t['total_s']:7.1f} s  fit {t['fit_s']:7.1f} s  eval {t['eval_s']:5.1f} s  "
+                f"map_all {rec['metrics']['map_all']:.1f}",
+                flush=True,
+            )
     ref = rows[0][1]
-    print(f"\ndigits {args.pair} {args.setting}, epochs-scale {args.epochs_scale}; ratio = total / pretrained total")
+    print(
+        f"\ndigits {args.pair} {args.setting}, epochs-scale {args.epochs_scale}; ratio = total / pretrained total"
+    )
     print(f"{'method':18s} {'total (s)':>10s} {'ratio':>8s}")
     for m, total, *_ in rows:
         print(f"{m:18s} {total:10.1f} {total / ref:8.1f}")
-    print(f"{'grid of 18 runs':18s} (6 pairs x 3 settings, 1 seed): about {sum(r[1] for r in rows[1:]) * 18 / 60:.0f} min for all methods")
+    print(
+        f"{'grid of 18 runs':18s} (6 pairs x 3 settings, 1 seed): about {sum(r[1] for r in rows[1:]) * 18 / 60:.0f} min for all methods"
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-import u2cdr_bench.baselines.protonce as protonce_mod
 
+import u2cdr_bench.baselines.protonce as protonce_mod
 from u2cdr_bench.blocks.kmeans import KMeansResult
 from u2cdr_bench.blocks.prototypes import (
     PrototypeLevel,

@@ -42,7 +42,9 @@ def test_instance_nce_by_hand():
     got = instance_nce(f, bank, torch.tensor([0]), tau=tau, negatives="bank")
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # batch negatives: only the batch's own memory entry -> loss 0
-    assert instance_nce(f, bank, torch.tensor([0]), tau=tau, negatives="batch").item() == pytest.approx(0.0, abs=1e-7)
+    assert instance_nce(f, bank, torch.tensor([0]), tau=tau, negatives="batch").item() == pytest.approx(
+        0.0, abs=1e-7
+    )
 
 
 def test_prototype_nce_scalar_and_per_cluster_temperature():
@@ -83,7 +85,9 @@ def test_grad_reverse_and_dann_loss():
     fa, fb = torch.zeros(2, 2), torch.zeros(3, 2)
     # all logits 0 -> each of the 2B samples contributes log 2 (Eq. 13, sum reduction)
     assert domain_adversarial_loss(clf, fa, fb).item() == pytest.approx(5 * math.log(2), rel=1e-6)
-    assert domain_adversarial_loss(clf, fa, fb, reduction="mean").item() == pytest.approx(math.log(2), rel=1e-6)
+    assert domain_adversarial_loss(clf, fa, fb, reduction="mean").item() == pytest.approx(
+        math.log(2), rel=1e-6
+    )
 
 
 def test_kmeans_recovers_separated_clusters_and_inertia():

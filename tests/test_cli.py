@@ -21,8 +21,23 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
 def test_pretrained_open_set_json_record(tmp_path, capsys):
     out_dir = tmp_path / "runs"
     code, out, err = _run(
-        ["run", "--method", "pretrained", "--protocol", "open-set", "--dataset", "digits",
-         "--pairs", "mnist:optdigits", "--seeds", "2024", "--json", "--quiet", "--out", str(out_dir)],
+        [
+            "run",
+            "--method",
+            "pretrained",
+            "--protocol",
+            "open-set",
+            "--dataset",
+            "digits",
+            "--pairs",
+            "mnist:optdigits",
+            "--seeds",
+            "2024",
+            "--json",
+            "--quiet",
+            "--out",
+            str(out_dir),
+        ],
         capsys,
     )
     assert code == 0, err
@@ -39,7 +54,18 @@ def test_pretrained_open_set_json_record(tmp_path, capsys):
 
     # a finished run is skipped (same record back), unless --force
     code, out2, err2 = _run(
-        ["run", "--method", "pretrained", "--dataset", "digits", "--pairs", "MN:OD", "--json", "--out", str(out_dir)],
+        [
+            "run",
+            "--method",
+            "pretrained",
+            "--dataset",
+            "digits",
+            "--pairs",
+            "MN:OD",
+            "--json",
+            "--out",
+            str(out_dir),
+        ],
         capsys,
     )
     assert code == 0 and "done already" in err2
@@ -56,13 +82,19 @@ def test_pretrained_open_set_json_record(tmp_path, capsys):
     [
         (["run", "--method", "nope"], "Unknown method 'nope'; valid choices:"),
         (["run", "--dataset", "nope"], "Unknown dataset 'nope'; valid choices:"),
-        (["run", "--protocol", "semi"], "Unknown protocol 'semi'; valid choices: close-set, open-set, partial."),
+        (
+            ["run", "--protocol", "semi"],
+            "Unknown protocol 'semi'; valid choices: close-set, open-set, partial.",
+        ),
         (["run", "--pairs", "mnist:mnist"], "uses domain 'mnist' twice"),
         (["run", "--pairs", "mnist:svhn"], "Unknown domain of dataset digits 'svhn'"),
         (["run", "--pairs", "mnist"], "Bad pair 'mnist'"),
         (["run", "--seeds", "x"], "--seeds must be comma-separated integers"),
         (["run", "--hp", "nokey"], "--hp takes KEY=VALUE"),
-        (["run", "--method", "pretrained", "--hp", "zzz=1"], "Unknown hyper-parameter of method pretrained 'zzz'"),
+        (
+            ["run", "--method", "pretrained", "--hp", "zzz=1"],
+            "Unknown hyper-parameter of method pretrained 'zzz'",
+        ),
         (["run", "--epochs-scale", "0"], "--epochs-scale must be positive"),
         (["run", "--mode", "train"], "Unknown mode 'train'"),
         (["table", "--runs", "/nonexistent/runs"], "does not exist"),
@@ -93,7 +125,12 @@ def test_empty_records_folder(tmp_path, capsys):
 
 
 def test_list_commands(capsys):
-    for what, expected in [("methods", "pretrained"), ("datasets", "digits"), ("protocols", "open-set"), ("metrics", "map_all")]:
+    for what, expected in [
+        ("methods", "pretrained"),
+        ("datasets", "digits"),
+        ("protocols", "open-set"),
+        ("metrics", "map_all"),
+    ]:
         code, out, _ = _run(["list", what], capsys)
         assert code == 0 and expected in out
 
@@ -110,7 +147,17 @@ def test_console_script_exit_code(tmp_path):
 
 
 def test_submitit_local_launcher_writes_the_same_record(tmp_path, capsys):
-    args = ["run", "--method", "pretrained", "--protocol", "close-set", "--pairs", "optdigits:printed", "--json", "--quiet"]
+    args = [
+        "run",
+        "--method",
+        "pretrained",
+        "--protocol",
+        "close-set",
+        "--pairs",
+        "optdigits:printed",
+        "--json",
+        "--quiet",
+    ]
     code, out, err = _run([*args, "--out", str(tmp_path / "a")], capsys)
     assert code == 0, err
     code, out2, err2 = _run([*args, "--out", str(tmp_path / "b"), "--launcher", "submitit-local"], capsys)

@@ -23,7 +23,15 @@ def _image_domain(name: str, n: int, seed: int, shift: float) -> DomainSamples:
     labels = torch.arange(n) % 4
     protos = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(7))
     x = (protos[labels] + shift + 0.1 * torch.rand(n, 1, 16, 16, generator=g)).clamp(0, 1)
-    return DomainSamples(name, x, labels.numpy(), CLASSES, "image", augment=DigitAugment(), strong_augment=DigitAugment(strong=True))
+    return DomainSamples(
+        name,
+        x,
+        labels.numpy(),
+        CLASSES,
+        "image",
+        augment=DigitAugment(),
+        strong_augment=DigitAugment(strong=True),
+    )
 
 
 def _feature_domain(name: str, n: int, seed: int, shift: float) -> DomainSamples:
@@ -43,7 +51,9 @@ def _feature_domain(name: str, n: int, seed: int, shift: float) -> DomainSamples
     )
 
 
-def _fit_embed(method: str, a: DomainSamples, b: DomainSamples, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _fit_embed(
+    method: str, a: DomainSamples, b: DomainSamples, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     cls = get_method(method)
     ctx = FitContext(
         seed=seed,
@@ -62,7 +72,17 @@ def _fit_embed(method: str, a: DomainSamples, b: DomainSamples, seed: int = 0) -
 
 def _permute_labels(d: DomainSamples, seed: int) -> DomainSamples:
     perm = np.random.default_rng(seed).permutation(len(d))
-    return DomainSamples(d.domain, d.x, d.labels[perm], d.class_names, d.kind, d.views, d.augment, d.strong_augment, d.extra_views)
+    return DomainSamples(
+        d.domain,
+        d.x,
+        d.labels[perm],
+        d.class_names,
+        d.kind,
+        d.views,
+        d.augment,
+        d.strong_augment,
+        d.extra_views,
+    )
 
 
 def test_unlabeled_domain_cannot_carry_labels():
@@ -96,9 +116,15 @@ def test_image_mode_fit_and_detector(method):
     fa2, _ = _fit_embed(method, a, b, seed=5)
     assert np.array_equal(fa, fa2)
     cls = get_method(method)
-    ctx = FitContext(seed=5, encoder_factory=make_encoder_factory("image", (1, 16, 16)), input_kind="image",
-                     input_shape=(1, 16, 16), epochs_scale=0.02, profile="digits",
-                     num_classes=(4, 4) if cls.needs_num_classes else None)
+    ctx = FitContext(
+        seed=5,
+        encoder_factory=make_encoder_factory("image", (1, 16, 16)),
+        input_kind="image",
+        input_shape=(1, 16, 16),
+        epochs_scale=0.02,
+        profile="digits",
+        num_classes=(4, 4) if cls.needs_num_classes else None,
+    )
     m = cls(ctx)
     m.fit(a.unlabeled(), b.unlabeled())
     flags = m.detect_private(m.embed(a.unlabeled()), m.embed(b.unlabeled()))

@@ -31,8 +31,10 @@ def test_reference_grid_covers_every_registered_method_and_setting():
 
 
 def test_compare_flags_only_drops_beyond_tolerance():
-    ref = {"config": {"method": "m", "dataset": "d", "setting": "s", "query": "a", "gallery": "b", "seed": 1},
-           "metrics": {"map_all": 50.0, "p@1": 60.0, "map_at_r": None}}
+    ref = {
+        "config": {"method": "m", "dataset": "d", "setting": "s", "query": "a", "gallery": "b", "seed": 1},
+        "metrics": {"map_all": 50.0, "p@1": 60.0, "map_at_r": None},
+    }
     assert compare(ref, {"metrics": {"map_all": 48.5, "p@1": 90.0}}, 2.0) == []
     bad = compare(ref, {"metrics": {"map_all": 47.9, "p@1": 60.0}}, 2.0)
     assert len(bad) == 1 and "map_all 47.9 < reference 50.00" in bad[0]

@@ -192,7 +192,7 @@ def test_memory_init_uses_per_domain_batch_statistics_and_leaves_running_stats()
         seed=0, encoder_factory=factory, input_kind="features", input_shape=(DIM,), profile="features"
     )
     a = _domain("a", [0, 1], 50, 0.0, seed=1).unlabeled()  # 100 samples -> chunks of 50 with batch_size 64
-    m = UEM(ctx, {"batch_size": 64})
+    m = UEM(ctx, {"batch_size": 64, "memory_bn": "batch"})
     bn = m.encoder[1]
     before = (bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked))
     feats = m._memory_features(a)

@@ -31,7 +31,9 @@ app = typer.Typer(
     help="Benchmark Universal Unsupervised Cross-Domain Retrieval: UEM (NeurIPS 2024) and baselines.",
     pretty_exceptions_enable=False,
 )
-protocol_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and generate category splits.")
+protocol_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Inspect and generate category splits."
+)
 app.add_typer(protocol_app, name="protocol")
 
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -66,7 +68,9 @@ def _parse_hparams(items: list[str] | None) -> dict[str, Any]:
     return hp
 
 
-def _data_options(data_dir: Path | None, cache_dir: Path | None, mode: str, backbone: str, n_views: int, quiet: bool):
+def _data_options(
+    data_dir: Path | None, cache_dir: Path | None, mode: str, backbone: str, n_views: int, quiet: bool
+):
     from .data.registry import DataOptions
 
     if mode not in ("features", "finetune"):
@@ -87,12 +91,16 @@ def run(
     method: Annotated[str | None, typer.Option(help="Method name (default: uem).")] = None,
     protocol: Annotated[str, typer.Option(help="Setting: close-set, partial or open-set.")] = "open-set",
     dataset: Annotated[str, typer.Option(help="Dataset name, folder:PATH or npz:PATH.")] = "digits",
-    pairs: Annotated[str | None, typer.Option(help="Directed pairs QUERY:GALLERY,... (default: all).")] = None,
+    pairs: Annotated[
+        str | None, typer.Option(help="Directed pairs QUERY:GALLERY,... (default: all).")
+    ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated run seeds.")] = "2024",
     split_seed: Annotated[int, typer.Option(help="Seed of the class split.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the run records.")] = DEFAULT_RUNS,
     epochs_scale: Annotated[float, typer.Option(help="Multiply every stage's epochs (smoke runs).")] = 1.0,
-    hp: Annotated[list[str] | None, typer.Option(help="Hyper-parameter override KEY=VALUE (repeatable).")] = None,
+    hp: Annotated[
+        list[str] | None, typer.Option(help="Hyper-parameter override KEY=VALUE (repeatable).")
+    ] = None,
     mode: Annotated[str, typer.Option(help="Input mode for real images: features or finetune.")] = "features",
     backbone: Annotated[str, typer.Option(help="Backbone for real images.")] = "effnet-lite0",
     n_views: Annotated[int, typer.Option(help="Augmented views cached per image (features mode).")] = 2,
@@ -101,9 +109,13 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON on stdout.")] = False,
     force: Annotated[bool, typer.Option(help="Re-run finished runs.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
-    launcher: Annotated[str, typer.Option(help="local (this process), slurm or submitit-local (jobs via submitit).")] = "local",
+    launcher: Annotated[
+        str, typer.Option(help="local (this process), slurm or submitit-local (jobs via submitit).")
+    ] = "local",
     slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition (launcher slurm).")] = None,
-    slurm_timeout_min: Annotated[int, typer.Option(help="Per-job time limit in minutes (submitit launchers).")] = 60,
+    slurm_timeout_min: Annotated[
+        int, typer.Option(help="Per-job time limit in minutes (submitit launchers).")
+    ] = 60,
 ) -> None:
     """Run a method on every directed pair (and seed) of a dataset under one setting."""
     from .runner import Runner, plan
@@ -133,7 +145,9 @@ def run(
         if slurm_partition:
             slurm["slurm_partition"] = slurm_partition
         if not quiet:
-            err.print(f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)")
+            err.print(
+                f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)"
+            )
         submit(todo, options, out_dir, launcher, slurm)
         records = [runner.existing(c) for c in configs]
     if as_json:
@@ -167,17 +181,27 @@ def _run_all(runner, configs, quiet: bool) -> list[dict]:
                 continue
             stage_task = prog.add_task(label, total=None)
 
-            def progress(stage: str, step: int, total: int, info: dict[str, float], _t=stage_task, _l=label) -> None:
+            def progress(
+                stage: str, step: int, total: int, info: dict[str, float], _t=stage_task, _l=label
+            ) -> None:
                 loss = " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:4])
-                prog.update(_t, description=f"{_l} · {stage} {step}/{total} {loss}", total=total, completed=step)
+                prog.update(
+                    _t, description=f"{_l} · {stage} {step}/{total} {loss}", total=total, completed=step
+                )
 
             rec = runner.run(cfg, progress=progress)
             prog.remove_task(stage_task)
             records.append(rec)
             if not quiet:
                 m = rec["metrics"]
-                extra = f", open-set acc {m['openset_accuracy']:.1f}" if m.get("openset_accuracy") is not None else ""
-                prog.console.print(f"{label}: mAP@All {m['map_all']:.1f}{extra} ({rec['timings']['total_s']:.1f} s)")
+                extra = (
+                    f", open-set acc {m['openset_accuracy']:.1f}"
+                    if m.get("openset_accuracy") is not None
+                    else ""
+                )
+                prog.console.print(
+                    f"{label}: mAP@All {m['map_all']:.1f}{extra} ({rec['timings']['total_s']:.1f} s)"
+                )
             prog.advance(overall)
     return records
 
@@ -234,7 +258,9 @@ def table(
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
-    text = render_tables(records, dataset=dataset, setting=protocol, metric=metric, fmt=fmt, paper=paper, methods=method_list)
+    text = render_tables(
+        records, dataset=dataset, setting=protocol, metric=metric, fmt=fmt, paper=paper, methods=method_list
+    )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
@@ -247,7 +273,9 @@ LISTABLE = ("methods", "datasets", "protocols", "metrics", "backbones")
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="methods, datasets, protocols, metrics or backbones")]) -> None:
+def list_(
+    what: Annotated[str, typer.Argument(help="methods, datasets, protocols, metrics or backbones")],
+) -> None:
     """List registered methods, datasets, protocols (settings), metrics or backbones."""
     rows: list[tuple[str, str]]
     if what == "methods":
@@ -263,8 +291,10 @@ def list_(what: Annotated[str, typer.Argument(help="methods, datasets, protocols
             (e.name, f"{e.summary} [domains: {', '.join(f'{d.name} ({d.abbrev})' for d in e.obj.domains)}]")
             for e in DATASETS
         ]
-        rows += [("folder:PATH", "custom images: one sub-folder per domain, one per class inside"),
-                 ("npz:PATH", "custom features: features_<domain>, labels_<domain>, class_names")]
+        rows += [
+            ("folder:PATH", "custom images: one sub-folder per domain, one per class inside"),
+            ("npz:PATH", "custom features: features_<domain>, labels_<domain>, class_names"),
+        ]
     elif what == "protocols":
         from .protocols import settings
 
@@ -295,12 +325,16 @@ def protocol_show(
     from .protocols import get_protocol
 
     p = get_protocol(get_dataset(dataset), setting, split_seed)
-    out.print(f"dataset: {dataset}\nsetting: {p.setting}\nsplit seed: {p.split_seed}\nhash: {p.hash}", markup=False)
+    out.print(
+        f"dataset: {dataset}\nsetting: {p.setting}\nsplit seed: {p.split_seed}\nhash: {p.hash}", markup=False
+    )
     out.print(f"query classes ({len(p.query_classes)}): {', '.join(p.query_classes)}", markup=False)
     out.print(f"gallery classes ({len(p.gallery_classes)}): {', '.join(p.gallery_classes)}", markup=False)
     out.print(f"shared classes ({len(p.shared_classes)}): {', '.join(p.shared_classes)}", markup=False)
     if p.query_private:
-        out.print(f"query-private classes ({len(p.query_private)}): {', '.join(p.query_private)}", markup=False)
+        out.print(
+            f"query-private classes ({len(p.query_private)}): {', '.join(p.query_private)}", markup=False
+        )
 
 
 @protocol_app.command("generate")
@@ -324,13 +358,17 @@ def protocol_generate(
             path.write_text(text)
             err.print(f"wrote {path}")
     if check and stale:
-        raise UserError(f"Committed class lists are stale: {', '.join(stale)}; run `u2cdr-bench protocol generate`.")
+        raise UserError(
+            f"Committed class lists are stale: {', '.join(stale)}; run `u2cdr-bench protocol generate`."
+        )
 
 
 @app.command()
 def regress(
     reference: Annotated[Path, typer.Option(help="Folder of reference records.")] = Path("results/reference"),
-    tolerance: Annotated[float, typer.Option(help="Allowed drop below the reference, in metric points.")] = 2.0,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed drop below the reference, in metric points.")
+    ] = 2.0,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ) -> None:
     """Re-run the reference grid and fail when a metric falls more than TOLERANCE below its reference."""

@@ -21,7 +21,9 @@ LAUNCHERS = ("local", "submitit-local", "slurm")
 
 def run_one(config: dict[str, Any], options: dict[str, Any], out_dir: str) -> dict:
     """Job body: run one config (skipped when its record exists) and return the record."""
-    opts = DataOptions(**{k: (Path(v) if k in ("data_dir", "cache_dir") and v else v) for k, v in options.items()})
+    opts = DataOptions(
+        **{k: (Path(v) if k in ("data_dir", "cache_dir") and v else v) for k, v in options.items()}
+    )
     runner = Runner(opts, Path(out_dir))
     cfg = RunConfig(**config)
     if runner.is_done(cfg):

@@ -137,7 +137,11 @@ def render_generated(spec: DatasetSpec, seeds: tuple[int, ...] = GENERATED_SEEDS
                 "gallery_classes": list(p.gallery_classes),
                 "hash": p.hash,
             }
-    return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
+    return (
+        "\n".join(lines)
+        + "\n"
+        + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
+    )
 
 
 def get_protocol(spec: DatasetSpec, setting: str, split_seed: int = 0) -> Protocol:

@@ -116,7 +116,9 @@ def compute_threads() -> int:
     try:
         return max(1, int(os.environ.get("U2CDR_THREADS", "1")))
     except ValueError:
-        raise UserError(f"U2CDR_THREADS must be a positive integer, got '{os.environ['U2CDR_THREADS']}'.") from None
+        raise UserError(
+            f"U2CDR_THREADS must be a positive integer, got '{os.environ['U2CDR_THREADS']}'."
+        ) from None
 
 
 def set_threads(n: int) -> None:
@@ -187,7 +189,9 @@ class Runner:
         query = self._domain(spec, cfg.query).select_classes(protocol.query_classes)
         gallery = self._domain(spec, cfg.gallery).select_classes(protocol.gallery_classes)
         if len(query) == 0 or len(gallery) == 0:
-            raise UserError(f"{cfg.dataset} {cfg.query}->{cfg.gallery} has no images for the classes of {cfg.setting}.")
+            raise UserError(
+                f"{cfg.dataset} {cfg.query}->{cfg.gallery} has no images for the classes of {cfg.setting}."
+            )
         t_load = time.perf_counter() - t0
 
         backbone_factory: Callable | None = None
@@ -237,14 +241,20 @@ class Runner:
                 "gallery_classes": list(protocol.gallery_classes),
                 "shared_classes": list(protocol.shared_classes),
             },
-            "metrics": {k: (None if v is None or not np.isfinite(v) else round(float(v), 4)) for k, v in metrics.items()},
+            "metrics": {
+                k: (None if v is None or not np.isfinite(v) else round(float(v), 4))
+                for k, v in metrics.items()
+            },
             "counts": {
                 "n_query": len(query),
                 "n_gallery": len(gallery),
                 "n_query_private": n_private,
                 "feature_dim": int(qf.shape[1]),
             },
-            "method_info": {"num_classes_given": list(num_classes) if num_classes else None, **_jsonable(method.info)},
+            "method_info": {
+                "num_classes_given": list(num_classes) if num_classes else None,
+                **_jsonable(method.info),
+            },
             "data_info": {"query": _jsonable(query.info), "gallery": _jsonable(gallery.info)},
             "timings": {
                 "load_s": round(t_load, 3),

@@ -22,7 +22,7 @@ from .data.types import UnlabeledDomain
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch Generator seeded with ``seed``."""
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - seeds legacy global users too
     torch.manual_seed(seed)
     g = torch.Generator()
     g.manual_seed(seed)

@@ -39,7 +39,9 @@ def nearest_distance(q: np.ndarray, g: np.ndarray, distance: str, chunk: int = 1
     return out
 
 
-def cluster_spread(x: np.ndarray, assign: np.ndarray, centroids: np.ndarray, distance: str, threshold: str) -> np.ndarray:
+def cluster_spread(
+    x: np.ndarray, assign: np.ndarray, centroids: np.ndarray, distance: str, threshold: str
+) -> np.ndarray:
     """``[K]`` per-cluster threshold ``D_c`` (diameter or radius); 0 for singleton clusters."""
     k = len(centroids)
     spread = np.zeros(k)

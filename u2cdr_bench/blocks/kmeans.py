@@ -74,7 +74,11 @@ def kmeans(
         )
         km.train(x, init_centroids=init)
         dist, assign = km.index.search(x, 1)
-        res = KMeansResult(np.asarray(km.centroids, dtype=np.float32).copy(), assign[:, 0].astype(np.int64), float(dist.sum()))
+        res = KMeansResult(
+            np.asarray(km.centroids, dtype=np.float32).copy(),
+            assign[:, 0].astype(np.int64),
+            float(dist.sum()),
+        )
         if best is None or res.inertia < best.inertia:
             best = res
     assert best is not None

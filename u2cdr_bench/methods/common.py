@@ -105,7 +105,9 @@ class EncoderMethod(Method):
         ``params`` (default: the encoder's) plus ``extra_param_groups``, cosine-annealed to 0 over the stage.
         """
         hp = self.hp
-        groups: list[dict[str, Any]] = [{"params": list(params if params is not None else self.encoder.parameters())}]
+        groups: list[dict[str, Any]] = [
+            {"params": list(params if params is not None else self.encoder.parameters())}
+        ]
         groups += extra_param_groups or []
         opt = make_sgd(groups, lr=hp["lr"], momentum=hp["sgd_momentum"], weight_decay=hp["weight_decay"])
         sampler = PairedSampler(domain_a.n, domain_b.n, int(hp["batch_size"]), self.generator)
@@ -126,5 +128,7 @@ class EncoderMethod(Method):
                 for k, v in info.items():
                     running[k] = running.get(k, 0.0) + float(v) / sampler.steps
             if not all(np.isfinite(v) for v in running.values()):
-                raise FloatingPointError(f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}")
+                raise FloatingPointError(
+                    f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}"
+                )
             self.ctx.progress(stage, epoch + 1, epochs, running)
