@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         args.method, "digits", args.setting, args.pairs, [args.seed], options, epochs_scale=args.epochs_scale
     )
     cols = "".join(f"{c:>14}" for c in ("stage1", "stage2", "kmeans", "eval"))
-    header = f"{'pair':<22}{'total':>8}{cols}{'other':>8}  mAP   acc"
+    header = f"{'pair':<22}{'total':>8}{cols}{'other':>8}  mAP   acc    FR"
     print(f"{args.method} {args.setting} epochs-scale {args.epochs_scale} threads {args.threads}")
     print(header)
     totals: list[float] = []
@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> None:
             other = total - sum(parts.values())
             cells = "".join(f"{v:8.1f}s{100 * v / total:4.0f}%" for v in parts.values())
             m = rec["metrics"]
-            acc = m.get("openset_accuracy")
-            acc_s = f"{acc:5.1f}" if acc is not None else "    -"
+            acc, fr = m.get("openset_accuracy"), m.get("false_rejection")
+            acc_s = f"{acc:5.1f} {fr:5.1f}" if acc is not None and fr is not None else "    -     -"
             pair = f"{cfg.query}:{cfg.gallery}"
             print(f"{pair:<22}{total:7.1f}s{cells}{other:7.1f}s {m['map_all']:5.1f} {acc_s}", flush=True)
     if totals:
         print(f"mean {sum(totals) / len(totals):.1f}s, max {max(totals):.1f}s over {len(totals)} runs")
+        print("acc = open-set detection accuracy on private queries, FR = shared queries flagged private (%)")
 
 
 if __name__ == "__main__":

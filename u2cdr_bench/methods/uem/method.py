@@ -18,6 +18,7 @@ from ...blocks.memory import MemoryBank
 from ...data.types import UnlabeledDomain
 from ...errors import UserError
 from .. import register_method
+from ..base import FitContext
 from ..common import EncoderMethod
 from .cdsm import adversarial_loss, nn_match_loss, sn2m_loss, sn2m_targets, spr_loss
 from .detector import uem_private_detector
@@ -62,8 +63,8 @@ class UEM(EncoderMethod):
     tau                     0.07       temperature of Eqs. 6, 7, 11, 17 (§2.1)
     memory_momentum         0.99       beta of Eq. 5
     renormalize_memory      True       L2-renormalise memory entries after each update (#2)
-    memory_bn               batch      BatchNorm mode of the memory initialisation: per-domain ``batch``
-                                       statistics (as in training) or ``running`` (eval mode)
+    memory_bn               running    BatchNorm mode of the memory initialisation: ``running`` (eval mode,
+                                       like ``embed``) or per-domain ``batch`` statistics (as in training)
     ince_negatives          bank       Eq. 6 denominator: the whole memory bank, or ``batch`` entries (#3)
     nce_reduction           mean       batch reduction of Eqs. 6-7 (printed as sums; ``sum``)
     idse_epochs             100        stage-1 epochs E (200 in profile ``domainnet``; §2.5)
@@ -116,7 +117,7 @@ class UEM(EncoderMethod):
         "tau": 0.07,
         "memory_momentum": 0.99,
         "renormalize_memory": True,
-        "memory_bn": "batch",
+        "memory_bn": "running",
         "ince_negatives": "bank",
         "nce_reduction": "mean",
         "idse_epochs": 100,
@@ -151,17 +152,24 @@ class UEM(EncoderMethod):
         "paper": {},
         "domainnet": {"idse_epochs": 200},
         "digits": {
-            "idse_epochs": 16,
-            "cdsm_epochs": 8,
+            "idse_epochs": 10,
+            "cdsm_epochs": 1,
+            "cdsm_lr_scale": 0.02,
+            "normalize_prototypes": True,
             "elbow_k_max": 20,
             "reestimate_k": "stage",
             "kmeans_nredo": 1,
-            "recluster_every": 1,
         },
-        "features": {"idse_epochs": 40, "cdsm_epochs": 20, "kmeans_nredo": 2, "reestimate_k": "stage"},
+        "features": {
+            "idse_epochs": 40,
+            "cdsm_epochs": 20,
+            "cdsm_lr_scale": 0.1,
+            "kmeans_nredo": 2,
+            "reestimate_k": "stage",
+        },
     }
 
-    def __init__(self, ctx, hparams: dict[str, Any] | None = None) -> None:
+    def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:
         super().__init__(ctx, hparams)
         self._validate()
         self.structure: PrototypeStructure | None = None
@@ -267,8 +275,8 @@ class UEM(EncoderMethod):
                 "k_max": int(hp["elbow_k_max"]),
                 "niter": int(hp["kmeans_niter"]),
             }
-            k_a = estimate_k(self.bank_a.numpy(), seed=seed, **kw)
-            k_b = estimate_k(self.bank_b.numpy(), seed=seed + 1, **kw)
+            k_a = estimate_k(self.bank_a.bank.detach().cpu().numpy(), seed=seed, **kw)
+            k_b = estimate_k(self.bank_b.bank.detach().cpu().numpy(), seed=seed + 1, **kw)
             self._k, self._k_stage = (k_a, k_b), stage
         self.structure = build_structure(
             self.bank_a.bank,
