@@ -170,3 +170,11 @@ def test_submitit_local_launcher_writes_the_same_record(tmp_path, capsys):
 def test_unknown_launcher(capsys):
     code, _, err = _run(["run", "--launcher", "pbs"], capsys)
     assert code == 2 and "Unknown launcher 'pbs'" in err
+
+
+def test_exit_codes_from_typer_exit_are_returned(monkeypatch, capsys):
+    import u2cdr_bench.regress as regress_mod
+
+    monkeypatch.setattr(regress_mod, "run_regression", lambda *a, **k: ["m: map_all 1 < reference 50"])
+    code, _, err = _run(["regress", "--quiet"], capsys)
+    assert code == 1 and "regressed" in err

@@ -399,7 +399,9 @@ _mount_data_app()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one sentence and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int):
+            return rv
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
