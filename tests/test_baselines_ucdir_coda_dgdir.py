@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import mean_ap
 
 from u2cdr_bench.baselines.coda import CoDA, classifier_alignment, iss_loss, iss_target, spherical_lloyd
 from u2cdr_bench.baselines.dgdir import DGDIR
@@ -303,19 +304,6 @@ def synthetic_pair(seed: int = 0, n: int = 200, classes: int = 4, shift: float =
         )
         out.append((dom, y))
     return out
-
-
-def mean_ap(q: np.ndarray, g: np.ndarray, yq: np.ndarray, yg: np.ndarray) -> float:
-    """Plain mAP of cosine ranking (naive loop; every query has relevant items)."""
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    g = g / np.linalg.norm(g, axis=1, keepdims=True)
-    sims = q @ g.T
-    aps = []
-    for i in range(len(q)):
-        rel = (yg[np.argsort(-sims[i], kind="stable")] == yq[i]).astype(float)
-        prec = np.cumsum(rel) / np.arange(1, len(rel) + 1)
-        aps.append(float((prec * rel).sum() / rel.sum()))
-    return float(np.mean(aps))
 
 
 def make_method(
