@@ -3,7 +3,8 @@
 Prints, per method, the wall time of one run (fit, embed, evaluation) and its ratio to the `pretrained`
 run measured in the same invocation (the reference: loading + evaluation only).
 
-    .venv/bin/python benchmarks/bench_methods.py [--pair mnist:optdigits] [--setting open-set] [--epochs-scale 1]
+    .venv/bin/python benchmarks/bench_methods.py [--pair mnist:optdigits] [--setting open-set] \\
+        [--epochs-scale 1]
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ def main() -> None:
             )
     ref = rows[0][1]
     print(
-        f"\ndigits {args.pair} {args.setting}, epochs-scale {args.epochs_scale}; ratio = total / pretrained total"
+        f"\ndigits {args.pair} {args.setting}, epochs-scale {args.epochs_scale}; "
+        "ratio = total / pretrained total"
     )
     print(f"{'method':18s} {'total (s)':>10s} {'ratio':>8s}")
     for m, total, *_ in rows:
         print(f"{m:18s} {total:10.1f} {total / ref:8.1f}")
-    print(
-        f"{'grid of 18 runs':18s} (6 pairs x 3 settings, 1 seed): about {sum(r[1] for r in rows[1:]) * 18 / 60:.0f} min for all methods"
-    )
+    grid_min = sum(r[1] for r in rows[1:]) * 18 / 60
+    print(f"{'grid of 18 runs':18s} (6 pairs x 3 settings, 1 seed): about {grid_min:.0f} min for all methods")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The ``u2cdr-bench`` command line (typer + rich).
 
-    u2cdr-bench run [--method uem] [--protocol open-set] [--dataset digits] [--pairs A:B,...] [--seeds 2024,...]
-    u2cdr-bench table [--runs DIR] [--dataset D] [--protocol P] [--metric map_all] [--format markdown] [--paper]
+    u2cdr-bench run [--method uem] [--protocol open-set] [--dataset digits] [--pairs A:B,...]
+        [--seeds 2024,...]
+    u2cdr-bench table [--runs DIR] [--dataset D] [--protocol P] [--metric map_all] [--format markdown]
+        [--paper]
     u2cdr-bench list methods|datasets|protocols|metrics|backbones
     u2cdr-bench protocol show DATASET SETTING [--split-seed 0]
     u2cdr-bench regress [--reference results/reference]
@@ -171,7 +173,8 @@ def _run_all(runner, configs, quiet: bool) -> list[dict]:
     ) as prog:
         overall = prog.add_task("runs", total=len(configs))
         for i, cfg in enumerate(configs, 1):
-            label = f"[{i}/{len(configs)}] {cfg.method} {cfg.dataset} {cfg.setting} {cfg.query}→{cfg.gallery} seed {cfg.seed}"
+            pair = f"{cfg.query}→{cfg.gallery}"
+            label = f"[{i}/{len(configs)}] {cfg.method} {cfg.dataset} {cfg.setting} {pair} seed {cfg.seed}"
             if runner.is_done(cfg):
                 rec = runner.existing(cfg)
                 records.append(rec)

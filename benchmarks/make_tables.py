@@ -1,0 +1,125 @@
+"""Regenerate the committed result tables from the committed records, with ``u2cdr-bench table`` itself.
+
+Writes ``results/<name>.md`` for each results grid below (one section per metric: mAP@All with open-set
+accuracy, then P@1) and the UEM table block of the README between its ``<!-- results:... -->`` markers.
+``tests/test_results_tables.py`` re-renders them and fails when a committed file is stale.
+
+    .venv/bin/python benchmarks/make_tables.py            # rewrite the files
+    .venv/bin/python benchmarks/make_tables.py --check    # exit 1 when a file is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from u2cdr_bench.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+UEM_ROWS = "pretrained,uem,uem-no-pm,uem-no-sel,uem-no-spda,uem-no-sn2m"
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str  # results/<name>/ holds the records, results/<name>.md the tables
+    title: str
+    intro: str
+
+
+GRIDS: tuple[Grid, ...] = (
+    Grid(
+        "digits",
+        "Results on the embedded digits benchmark",
+        "Every registered method, 6 directed pairs × 3 settings, seed 2024, split seed 0, each method's "
+        "default digits schedule (image mode: the small CNN trained from scratch, `--epochs-scale 1`). "
+        "Produced by `benchmarks/run_grid.py --dataset digits --out results/digits`; the records are in "
+        "`results/digits/`.",
+    ),
+    Grid(
+        "pacs",
+        "Results on PACS (real images)",
+        "PACS from `../shared/data/pacs`, 12 directed pairs × 3 settings, seed 2024, split seed 0, features "
+        "mode: frozen ImageNet EfficientNet-Lite0 (`effnet-lite0`) features with a trainable head, the "
+        "features profile of every method. Produced by `benchmarks/run_grid.py --dataset pacs --data-dir "
+        "../shared/data --out results/pacs`; the records are in `results/pacs/`.",
+    ),
+)
+
+
+def cli_table(args: list[str]) -> str:
+    """Output of ``u2cdr-bench table ARGS`` (the command users run)."""
+    res = CliRunner().invoke(app, ["table", *args])
+    if res.exit_code != 0:
+        raise SystemExit(f"u2cdr-bench table {' '.join(args)} failed: {res.output}")
+    return res.stdout.rstrip() + "\n"
+
+
+def grid_markdown(grid: Grid) -> str | None:
+    runs = ROOT / "results" / grid.name
+    if not runs.is_dir() or not any(runs.glob("*.json")):
+        return None
+    out = [f"# {grid.title}\n", grid.intro + "\n", "Regenerate this file with `benchmarks/make_tables.py`.\n"]
+    for metric, heading in (
+        ("map_all", "mAP@All (open-set: shared-set mAP@All / open-set Acc)"),
+        ("p@1", "P@1"),
+    ):
+        out.append(f"## {heading}\n")
+        out.append(cli_table(["--runs", str(runs), "--metric", metric]))
+    return "\n".join(out)
+
+
+def readme_block() -> str | None:
+    runs = ROOT / "results" / "digits"
+    if not runs.is_dir() or not any(runs.glob("*.json")):
+        return None
+    parts = []
+    for metric in ("map_all", "p@1"):
+        parts.append(cli_table(["--runs", str(runs), "--metric", metric, "--methods", UEM_ROWS]))
+    return "\n".join(parts)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- results:{name} start -->", f"<!-- results:{name} end -->"
+    pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pat.search(text):
+        raise SystemExit(f"README.md has no {start} ... {end} block")
+    return pat.sub(lambda _: f"{start}\n{body}{end}", text)
+
+
+def expected_files() -> dict[Path, str]:
+    """Path → the content it should have."""
+    files: dict[Path, str] = {}
+    for grid in GRIDS:
+        md = grid_markdown(grid)
+        if md is not None:
+            files[ROOT / "results" / f"{grid.name}.md"] = md
+    block = readme_block()
+    if block is not None:
+        readme = ROOT / "README.md"
+        files[readme] = replace_block(readme.read_text(), "digits-uem", block)
+    return files
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is stale")
+    args = ap.parse_args()
+    stale = []
+    for path, text in expected_files().items():
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(text)
+    verb = "stale" if args.check else "rewritten"
+    print(f"{verb}: {', '.join(map(str, stale)) or 'none'}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
