@@ -52,6 +52,45 @@ def summarize(records: list[dict], reference: str = "uem") -> list[list]:
     return rows
 
 
+def uem_stage_shares(records: list[dict], method: str = "uem") -> list[list]:
+    """Rows ``[setting, runs, mean s, max s, stage1 %, stage2 %, kmeans %, eval %, other %]`` of ``method``.
+
+    Shares of ``timings.total_s`` as in ``benchmarks/bench_uem.py``: IDSE / CDSM steps, clustering (Elbow,
+    K-means, merging, UEM's detector), evaluation (embedding + metrics, detector excluded), the rest.
+    """
+    by_setting: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for rec in records:
+        if rec["config"]["method"] != method:
+            continue
+        mt, rt = rec["method_info"]["timings"], rec["timings"]
+        parts = {
+            "stage1": mt["stage1"],
+            "stage2": mt["stage2"],
+            "kmeans": mt["kmeans"] + mt["detector"],
+            "eval": rt["embed_s"] + rt["eval_s"] - mt["detector"],
+        }
+        parts["other"] = rt["total_s"] - sum(parts.values())
+        parts["total"] = rt["total_s"]
+        by_setting[rec["config"]["setting"]].append(parts)
+    rows = []
+    for setting, runs in sorted(by_setting.items()):
+        total = sum(r["total"] for r in runs)
+        shares = [
+            round(100 * sum(r[k] for r in runs) / total, 1)
+            for k in ("stage1", "stage2", "kmeans", "eval", "other")
+        ]
+        rows.append(
+            [
+                setting,
+                len(runs),
+                round(total / len(runs), 1),
+                round(max(r["total"] for r in runs), 1),
+                *shares,
+            ]
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path)
@@ -62,6 +101,21 @@ def main() -> None:
     rows = summarize(records, args.reference)
     headers = ["method", "runs", "mean s", "median s", "max s", f"× {args.reference}", "total min"]
     print(tabulate(rows, headers=headers, tablefmt="github" if args.markdown else "simple"))
+    stages = uem_stage_shares(records)
+    if stages:
+        print("\nuem: share of the run time per part")
+        heads = [
+            "setting",
+            "runs",
+            "mean s",
+            "max s",
+            "stage1 %",
+            "stage2 %",
+            "kmeans %",
+            "eval %",
+            "other %",
+        ]
+        print(tabulate(stages, headers=heads, tablefmt="github" if args.markdown else "simple"))
     threads = sorted({rec["timings"].get("threads") for rec in records}, key=str)
     print(f"{len(records)} records; threads per run: {threads}")
 
