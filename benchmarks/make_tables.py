@@ -19,6 +19,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from u2cdr_bench.cli import app
+from u2cdr_bench.methods import method_names
+from u2cdr_bench.records import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
 UEM_ROWS = "pretrained,uem,uem-no-pm,uem-no-sel,uem-no-spda,uem-no-sn2m"
@@ -63,7 +65,19 @@ def grid_markdown(grid: Grid) -> str | None:
     runs = ROOT / "results" / grid.name
     if not runs.is_dir() or not any(runs.glob("*.json")):
         return None
-    out = [f"# {grid.title}\n", grid.intro + "\n", "Regenerate this file with `benchmarks/make_tables.py`.\n"]
+    records = load_records(runs)
+    methods = [m for m in method_names() if any(r["config"]["method"] == m for r in records)]
+    missing = [m for m in method_names() if m not in methods]
+    held = f"The folder holds {len(records)} records of {len(methods)} methods."
+    if missing:
+        held += f" Not run yet: {', '.join(missing)}."
+    held += " A row without an Avg lacks some pairs."
+    out = [
+        f"# {grid.title}\n",
+        grid.intro + "\n",
+        held + "\n",
+        "Regenerate this file with `benchmarks/make_tables.py`.\n",
+    ]
     for metric, heading in (
         ("map_all", "mAP@All (open-set: shared-set mAP@All / open-set Acc)"),
         ("p@1", "P@1"),

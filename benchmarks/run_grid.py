@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--backbone", default="effnet-lite0")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--worker", type=int, default=0)
+    ap.add_argument(
+        "--reverse", action="store_true", help="walk this share backwards (a second process on it)"
+    )
     args = ap.parse_args()
     methods = args.methods.split(",") if args.methods else method_names()
     settings = args.settings.split(",") if args.settings else setting_names()
@@ -51,6 +54,8 @@ def main() -> None:
         )
     ]
     mine = configs[args.worker :: args.workers]
+    if args.reverse:
+        mine = mine[::-1]
     print(f"worker {args.worker}/{args.workers}: {len(mine)} of {len(configs)} runs", flush=True)
     for i, cfg in enumerate(mine, 1):
         t = time.perf_counter()
