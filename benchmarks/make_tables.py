@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tabulate import tabulate
 from typer.testing import CliRunner
 
 from u2cdr_bench.cli import app
@@ -23,6 +24,9 @@ from u2cdr_bench.methods import method_names
 from u2cdr_bench.records import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from grid_times import summarize  # noqa: E402
+
 UEM_ROWS = "pretrained,uem,uem-no-pm,uem-no-sel,uem-no-spda,uem-no-sn2m"
 
 
@@ -84,6 +88,14 @@ def grid_markdown(grid: Grid) -> str | None:
     ):
         out.append(f"## {heading}\n")
         out.append(cli_table(["--runs", str(runs), "--metric", metric]))
+    out.append("## Run time per method\n")
+    out.append(
+        "From the records' `timings.total_s` (`benchmarks/grid_times.py`): two single-threaded grid "
+        "processes, sometimes three, shared this 2-core machine, so absolute seconds are pessimistic; ratios "
+        "to `uem` on the same (setting, pair) compare methods under the same load.\n"
+    )
+    headers = ["method", "runs", "mean s", "median s", "max s", "× uem", "total min"]
+    out.append(tabulate(summarize(records), headers=headers, tablefmt="github") + "\n")
     return "\n".join(out)
 
 
