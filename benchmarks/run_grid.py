@@ -59,7 +59,7 @@ def main() -> None:
     print(f"worker {args.worker}/{args.workers}: {len(mine)} of {len(configs)} runs", flush=True)
     for i, cfg in enumerate(mine, 1):
         t = time.perf_counter()
-        rec = runner.run(cfg)
+        rec = runner.existing(cfg) if runner.is_done(cfg) else runner.run(cfg)
         m = rec["metrics"]
         acc = m.get("openset_accuracy")
         print(
