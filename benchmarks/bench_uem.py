@@ -25,6 +25,7 @@ from pathlib import Path
 
 import faiss
 import torch
+from grid_times import uem_time_parts
 
 from u2cdr_bench.data import DataOptions
 from u2cdr_bench.runner import Runner, plan
@@ -61,14 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             rec = runner.run(cfg)
             total = time.perf_counter() - t0
             totals.append(total)
-            mt = rec["method_info"]["timings"]
-            rt = rec["timings"]
-            parts = {
-                "stage1": mt["stage1"],
-                "stage2": mt["stage2"],
-                "kmeans": mt["kmeans"] + mt["detector"],
-                "eval": rt["embed_s"] + rt["eval_s"] - mt["detector"],
-            }
+            parts = uem_time_parts(rec)
             other = total - sum(parts.values())
             cells = "".join(f"{v:8.1f}s{100 * v / total:4.0f}%" for v in parts.values())
             m = rec["metrics"]

@@ -52,6 +52,17 @@ def summarize(records: list[dict], reference: str = "uem") -> list[list]:
     return rows
 
 
+def uem_time_parts(rec: dict) -> dict[str, float]:
+    """Seconds of one UEM record in IDSE / CDSM steps, clustering (incl. UEM's detector) and evaluation."""
+    mt, rt = rec["method_info"]["timings"], rec["timings"]
+    return {
+        "stage1": mt["stage1"],
+        "stage2": mt["stage2"],
+        "kmeans": mt["kmeans"] + mt["detector"],
+        "eval": rt["embed_s"] + rt["eval_s"] - mt["detector"],
+    }
+
+
 def uem_stage_shares(records: list[dict], method: str = "uem") -> list[list]:
     """Rows ``[setting, runs, mean s, max s, stage1 %, stage2 %, kmeans %, eval %, other %]`` of ``method``.
 
@@ -62,13 +73,8 @@ def uem_stage_shares(records: list[dict], method: str = "uem") -> list[list]:
     for rec in records:
         if rec["config"]["method"] != method:
             continue
-        mt, rt = rec["method_info"]["timings"], rec["timings"]
-        parts = {
-            "stage1": mt["stage1"],
-            "stage2": mt["stage2"],
-            "kmeans": mt["kmeans"] + mt["detector"],
-            "eval": rt["embed_s"] + rt["eval_s"] - mt["detector"],
-        }
+        parts = uem_time_parts(rec)
+        rt = rec["timings"]
         parts["other"] = rt["total_s"] - sum(parts.values())
         parts["total"] = rt["total_s"]
         by_setting[rec["config"]["setting"]].append(parts)
