@@ -1,7 +1,8 @@
 """Regenerate the committed result tables from the committed records, with ``u2cdr-bench table`` itself.
 
 Writes ``results/<name>.md`` for each results grid below (one section per metric: mAP@All with open-set
-accuracy, then P@1) and the UEM table block of the README between its ``<!-- results:... -->`` markers.
+accuracy, then P@1; UEM against each method, ``u2cdr-bench table --versus uem``; run time per method) and
+the UEM table block of the README between its ``<!-- results:... -->`` markers.
 ``tests/test_results_tables.py`` re-renders them and fails when a committed file is stale.
 
     .venv/bin/python benchmarks/make_tables.py            # rewrite the files
@@ -88,6 +89,9 @@ def grid_markdown(grid: Grid) -> str | None:
     ):
         out.append(f"## {heading}\n")
         out.append(cli_table(["--runs", str(runs), "--metric", metric]))
+    if "uem" in methods and len(methods) > 1:
+        out.append("## UEM against each method\n")
+        out.append(cli_table(["--runs", str(runs), "--versus", "uem"]))
     out.append("## Run time per method\n")
     out.append(
         "From the records' `timings.total_s` (`benchmarks/grid_times.py`): two single-threaded grid "

@@ -178,3 +178,14 @@ def test_exit_codes_from_typer_exit_are_returned(monkeypatch, capsys):
     monkeypatch.setattr(regress_mod, "run_regression", lambda *a, **k: ["m: map_all 1 < reference 50"])
     code, _, err = _run(["regress", "--quiet"], capsys)
     assert code == 1 and "regressed" in err
+
+
+def test_table_versus(capsys):
+    runs = str(Path(__file__).parent / "fixtures" / "records")
+    code, out, err = _run(["table", "--runs", runs, "--versus", "uem", "--protocol", "open-set"], capsys)
+    assert code == 0, err
+    assert "| pretrained | +4.0 (1/2) |" in out
+    code, _, err = _run(["table", "--runs", runs, "--versus", "uem"], capsys)
+    assert code == 2 and "names 2 rows of the office31 close-set table" in err and err.count("\n") == 1
+    code, _, err = _run(["table", "--runs", runs, "--versus", "uem", "--paper"], capsys)
+    assert code == 2 and "drop --paper" in err

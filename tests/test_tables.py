@@ -398,3 +398,44 @@ def test_latex_escape() -> None:
     from u2cdr_bench.tables import latex_escape
 
     assert latex_escape("a_b & 5% → x±y — #1 {c}") == r"a\_b \& 5\% $\rightarrow$ x$\pm$y --- \#1 \{c\}"
+
+
+# ------------------------------------------------------------------------------------------ head-to-head
+
+
+def test_versus_by_hand(records: list[dict]) -> None:
+    from u2cdr_bench.tables import Versus, versus
+
+    got = versus(records, "uem", dataset="office31", setting="open-set", methods=["uem", "pretrained"])
+    # open-set: A→D uem 71.0 vs 62.0 (win), D→W 87.0 vs 88.0 (loss); averages 79.0 vs 75.0
+    assert got == [Versus("office31", "open-set", "pretrained", 79.0, 75.0, 1, 1, 2)]
+    assert got[0].diff == 4.0
+    ref = "uem [epochs_scale=1.0]"
+    close = versus(records, ref, dataset="office31")
+    # pretrained has A→D only: 62.0 vs 50.0; the 0.5 variant: A→D 62 vs 55 (win), D→W 91.0 vs 91.0 (tie)
+    assert close == [
+        Versus("office31", "close-set", "pretrained", 62.0, 50.0, 1, 0, 1),
+        Versus("office31", "close-set", "uem [epochs_scale=0.5]", 76.5, 73.0, 1, 0, 2),
+    ]
+    # lower is better: false rejection A→D 9 vs 18, D→W 4 vs 30 -> two wins, 6.5 - 24.0 points
+    (fr,) = versus(
+        records, "uem", setting="open-set", metric="false_rejection", methods=["uem", "pretrained"]
+    )
+    assert (fr.wins, fr.losses, fr.diff) == (2, 0, -17.5)
+
+
+def test_versus_markdown_csv_and_errors(records: list[dict]) -> None:
+    from u2cdr_bench.tables import render_versus
+
+    md = render_versus(records, "uem", setting="open-set", methods=["uem", "pretrained"])
+    assert "| pretrained | +4.0 (1/2) |" in md
+    csv = pd.read_csv(io.StringIO(render_versus(records, "uem", setting="open-set", fmt="csv")))
+    assert csv[["setting", "method", "diff", "wins", "losses", "n_pairs"]].values.tolist() == [
+        ["open-set", "pretrained", 4.0, 1, 1, 2]
+    ]
+    with pytest.raises(UserError, match="names 2 rows of the office31 close-set table"):
+        render_versus(records, "uem", dataset="office31")
+    with pytest.raises(UserError, match="No records for 'nope'.*rows present: pretrained"):
+        render_versus(records, "nope")
+    with pytest.raises(UserError, match="markdown or csv"):
+        render_versus(records, "uem", setting="open-set", fmt="latex")

@@ -243,13 +243,17 @@ def table(
     fmt: Annotated[str, typer.Option("--format", help="markdown, latex or csv.")] = "markdown",
     paper: Annotated[bool, typer.Option(help="Add the paper's own rows where they exist.")] = False,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods to show.")] = None,
+    versus: Annotated[
+        str | None,
+        typer.Option(help="Head-to-head instead: this method's average minus each other's, and pair wins."),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
 ) -> None:
     """Render comparison tables in the paper's format from run records."""
     from .metrics import METRICS
     from .protocols import setting_names
     from .records import load_records
-    from .tables import render_tables
+    from .tables import render_tables, render_versus
 
     if fmt not in ("markdown", "latex", "csv"):
         raise UserError(f"Unknown format '{fmt}'; valid choices: csv, latex, markdown.")
@@ -261,9 +265,22 @@ def table(
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
-    text = render_tables(
-        records, dataset=dataset, setting=protocol, metric=metric, fmt=fmt, paper=paper, methods=method_list
-    )
+    if versus is not None:
+        if paper:
+            raise UserError("--versus compares run rows only; drop --paper.")
+        text = render_versus(
+            records, versus, dataset=dataset, setting=protocol, metric=metric, fmt=fmt, methods=method_list
+        )
+    else:
+        text = render_tables(
+            records,
+            dataset=dataset,
+            setting=protocol,
+            metric=metric,
+            fmt=fmt,
+            paper=paper,
+            methods=method_list,
+        )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)

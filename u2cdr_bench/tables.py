@@ -659,6 +659,161 @@ def render_tables(
     return text
 
 
+@dataclass(frozen=True)
+class Versus:
+    """``ref`` against one other row of one (dataset, setting) table, over the pairs both rows have.
+
+    ``ref_avg`` / ``other_avg`` are plain means of the per-pair means over those ``n`` pairs; ``wins`` /
+    ``losses`` count the pairs where ``ref``'s printed value (one decimal) is better / worse (higher, or lower
+    for :data:`LOWER_IS_BETTER` metrics); equal printed values are ties.
+    """
+
+    dataset: str
+    setting: str
+    method: str
+    ref_avg: float
+    other_avg: float
+    wins: int
+    losses: int
+    n: int
+
+    @property
+    def diff(self) -> float:
+        return self.ref_avg - self.other_avg
+
+
+def versus(
+    records: Sequence[dict[str, Any]],
+    ref: str,
+    dataset: str | None = None,
+    setting: str | None = None,
+    metric: str = "map_all",
+    methods: Sequence[str] | None = None,
+) -> list[Versus]:
+    """Head-to-head of the row ``ref`` against every other run row.
+
+    ``ref`` is a row label (``uem [epochs_scale=0.5]``) or a method with a single row in each table
+    (``UserError`` when it names several). One :class:`Versus` per (dataset, setting, other row) in table
+    order; rows sharing no pair with ``ref`` are left out. ``UserError`` when ``ref`` is in none of the
+    tables, listing the rows present.
+    """
+    keep = None if methods is None else sorted({*methods, ref})
+    tables = build_tables(records, dataset=dataset, setting=setting, metric=metric, methods=keep)
+    lower = metric in LOWER_IS_BETTER
+    out: list[Versus] = []
+    found = False
+    for t in tables:
+        runs = [r for r in t.rows if r.source == "run"]
+        matches = [r for r in runs if r.label == ref] or [r for r in runs if r.method == ref]
+        if not matches:
+            continue
+        if len(matches) > 1:
+            raise UserError(
+                f"'{ref}' names {len(matches)} rows of the {t.dataset} {t.setting} table "
+                f"({', '.join(r.label for r in matches)}); "
+                "pass one of these labels, or --dataset / --protocol."
+            )
+        ref_row = matches[0]
+        found = True
+        for row in t.rows:
+            if row is ref_row or row.source != "run":
+                continue
+            pairs = [
+                c
+                for c in t.columns
+                if c != AVG and row.cells.get(c) is not None and ref_row.cells.get(c) is not None
+            ]
+            if not pairs:
+                continue
+            a = [ref_row.cells[c].mean for c in pairs]  # type: ignore[union-attr]
+            b = [row.cells[c].mean for c in pairs]  # type: ignore[union-attr]
+            pa = [_printed(ref_row.cells[c]) for c in pairs]  # type: ignore[arg-type]
+            pb = [_printed(row.cells[c]) for c in pairs]  # type: ignore[arg-type]
+            better = sum((x < y) if lower else (x > y) for x, y in zip(pa, pb, strict=True))
+            worse = sum((x > y) if lower else (x < y) for x, y in zip(pa, pb, strict=True))
+            out.append(
+                Versus(
+                    t.dataset,
+                    t.setting,
+                    row.label,
+                    sum(a) / len(a),
+                    sum(b) / len(b),
+                    better,
+                    worse,
+                    len(pairs),
+                )
+            )
+    if not found:
+        labels = sorted({r.label for t in tables for r in t.rows if r.source == "run"})
+        raise UserError(f"No records for '{ref}' to compare against; rows present: {', '.join(labels)}.")
+    return out
+
+
+def render_versus(
+    records: Sequence[dict[str, Any]],
+    ref: str,
+    dataset: str | None = None,
+    setting: str | None = None,
+    metric: str = "map_all",
+    fmt: str = "markdown",
+    methods: Sequence[str] | None = None,
+) -> str:
+    """:func:`versus` as one table per dataset: a row per method, a column per setting.
+
+    A markdown cell reads ``+1.9 (8/12)``: ``ref``'s average minus the method's over the pairs both have
+    (percentage points, one decimal), then the pairs ``ref`` wins out of those pairs. ``csv`` gives every
+    field of :class:`Versus` (long format).
+    """
+    rows = versus(records, ref, dataset=dataset, setting=setting, metric=metric, methods=methods)
+    if fmt == "csv":
+        df = pd.DataFrame(
+            [
+                {
+                    "dataset": v.dataset,
+                    "setting": v.setting,
+                    "method": v.method,
+                    "ref": ref,
+                    "metric": metric,
+                    "ref_avg": round(v.ref_avg, 4),
+                    "other_avg": round(v.other_avg, 4),
+                    "diff": round(v.diff, 4),
+                    "wins": v.wins,
+                    "losses": v.losses,
+                    "n_pairs": v.n,
+                }
+                for v in rows
+            ]
+        )
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, lineterminator="\n")
+        return buf.getvalue()
+    if fmt != "markdown":
+        raise UserError(f"The versus table comes as markdown or csv, not '{fmt}'.")
+    blocks = []
+    for ds in dict.fromkeys(v.dataset for v in rows):
+        sub = [v for v in rows if v.dataset == ds]
+        settings = sorted(dict.fromkeys(v.setting for v in sub), key=_setting_key)
+        methods_in = list(dict.fromkeys(v.method for v in sub))
+        cell = {(v.method, v.setting): v for v in sub}
+        body = []
+        for m in methods_in:
+            line = [m]
+            for st in settings:
+                v = cell.get((m, st))
+                sign = "+" if v is not None and v.diff >= 0 else ""
+                line.append(MISSING if v is None else f"{sign}{fmt1(v.diff)} ({v.wins}/{v.n})")
+            body.append(line)
+        label = METRIC_LABELS.get(metric, metric)
+        caption = (
+            f"**{ds}: {ref} against each method, {label}.** A cell is {ref}'s average minus the method's "
+            f"over the pairs both have (points), then the pairs {ref} wins / pairs compared (ties count for "
+            "neither)."
+        )
+        grid = tabulate(body, headers=["method", *settings], tablefmt="github")
+        blocks.append(f"{caption}\n\n{grid}\n")
+    return "\n".join(blocks)
+
+
 __all__ = [
     "CSV_COLUMNS",
     "FORMATS",
@@ -668,9 +823,12 @@ __all__ = [
     "SETTING_ORDER",
     "Stat",
     "Table",
+    "Versus",
     "build_tables",
     "fmt1",
     "latex_escape",
     "load_paper_results",
     "render_tables",
+    "render_versus",
+    "versus",
 ]
