@@ -15,6 +15,7 @@ from u2cdr_bench.metrics import (
     map_all_standard,
     map_at_r,
     openset_accuracy,
+    openset_binary_accuracy,
     per_query_ap,
     precision_at_k,
 )
@@ -269,6 +270,12 @@ def test_openset_metrics() -> None:
     pred = np.array([1, 0, 1, 1, 0])
     assert openset_accuracy(truth, pred) == pytest.approx(200 / 3)
     assert false_rejection_rate(truth, pred) == pytest.approx(50.0)
+    # binary reading: right flags on q0, q2, q4 -> 3 / 5; = (200/3 * 3 + (100 - 50) * 2) / 5
+    assert openset_binary_accuracy(truth, pred) == pytest.approx(60.0)
+    assert openset_binary_accuracy(truth, np.zeros(5, bool)) == pytest.approx(
+        40.0
+    )  # flag nothing: shared share
+    assert np.isnan(openset_binary_accuracy(truth[:0], pred[:0]))
     assert np.isnan(openset_accuracy(~truth[:0], pred[:0]))
     assert np.isnan(openset_accuracy(np.zeros(3, bool), np.ones(3, bool)))
     assert np.isnan(false_rejection_rate(np.ones(3, bool), np.ones(3, bool)))
@@ -293,6 +300,7 @@ def test_registry_names_and_descriptors() -> None:
         "map_at_r",
         "openset_accuracy",
         "false_rejection",
+        "openset_binary_accuracy",
     ]
     assert all(e.summary for e in METRICS)
     assert [e.name for e in METRICS if not e.obj.higher_is_better] == ["false_rejection"]
@@ -317,6 +325,7 @@ def test_evaluate_returns_registry_keys_and_same_values() -> None:
     assert [out["p@1"], out["p@5"], out["p@15"]] == [p[1], p[5], p[15]]
     assert out["openset_accuracy"] == 100.0
     assert out["false_rejection"] == pytest.approx(100 * 10 / (~truth).sum())
+    assert out["openset_binary_accuracy"] == pytest.approx(100 * (1 - 10 / truth.size))
     plain = evaluate(qf, ql, gf, gl, ks=(1, 50))
     assert list(plain) == ["map_all", "map_all_standard", "p@1", "p@50", "map_at_r"]
 

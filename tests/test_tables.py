@@ -14,6 +14,7 @@ Set UPDATE_GOLDEN=1 to rewrite the golden files (then read them and check the nu
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,7 +215,7 @@ def test_unknown_metric_lists_present_metrics(records: list[dict]) -> None:
         render_tables(records, metric="p@50")
     assert str(info.value) == (
         "Metric 'p@50' is in none of the selected records; metrics present: false_rejection, map_all, "
-        "map_all_standard, map_at_r, openset_accuracy, p@1, p@15, p@5."
+        "map_all_standard, map_at_r, openset_accuracy, openset_binary_accuracy, p@1, p@15, p@5."
     )
     # openset_accuracy is null/absent in close-set records: only the open-set table is built
     (table,) = build_tables(records, metric="openset_accuracy")
@@ -439,3 +440,34 @@ def test_versus_markdown_csv_and_errors(records: list[dict]) -> None:
         render_versus(records, "nope")
     with pytest.raises(UserError, match="markdown or csv"):
         render_versus(records, "uem", setting="open-set", fmt="latex")
+
+
+def test_binary_openset_accuracy_derived_for_older_records(records: list[dict]) -> None:
+    from u2cdr_bench.tables import record_metric
+
+    rec = {
+        "metrics": {"openset_accuracy": 200 / 3, "false_rejection": 50.0},
+        "counts": {"n_query": 5, "n_query_private": 3},
+    }
+    assert record_metric(rec, "openset_binary_accuracy") == pytest.approx(60.0)  # as test_metrics by hand
+    rec["metrics"]["openset_binary_accuracy"] = 61.0  # recorded values win
+    assert record_metric(rec, "openset_binary_accuracy") == 61.0
+    assert math.isnan(record_metric({"metrics": {}, "counts": {}}, "openset_binary_accuracy"))
+    table = _table(records, "office31", "open-set", metric="openset_binary_accuracy")
+    # every fixture record was written without the key: A→D uem seeds have Acc 90 / 92, FR 10 / 8
+    cell = _row(table, "uem").cells["A→D"]
+    n, p = records_counts(records, "uem", "A→D")
+    assert cell.mean == pytest.approx(
+        sum((a * p + (100 - f) * (n - p)) / n for a, f in ((90, 10), (92, 8))) / 2
+    )
+
+
+def records_counts(records: list[dict], method: str, pair: str) -> tuple[int, int]:
+    (counts,) = {
+        (r["counts"]["n_query"], r["counts"]["n_query_private"])
+        for r in records
+        if r["config"]["method"] == method
+        and r["task"]["pair"] == pair
+        and r["config"]["setting"] == "open-set"
+    }
+    return counts

@@ -11,6 +11,7 @@ P_q(i) = (1/i)·Σ_{j≤i} rel_q(j); r_k = rank (1-based) of the k-th relevant i
 * ``p@K`` — UCDIR's P@K: cosine similarity, K_q = min(K, R_q), P@K = Σ_q hits_q(K_q) / Σ_q K_q.
 * ``map_at_r`` — Musgrave et al.'s MAP@R: (1/R_q)·Σ_{i=1..R_q} P_q(i)·rel_q(i), averaged over queries.
 * ``openset_accuracy`` / ``false_rejection`` — share of private / shared queries flagged private (§4.2).
+* ``openset_binary_accuracy`` — share of all queries flagged correctly (the other reading of §4.2, §7 #17).
 
 Conventions shared by all retrieval metrics:
 
@@ -335,6 +336,18 @@ def false_rejection_rate(is_private_true: np.ndarray, is_private_pred: np.ndarra
     return 100.0 * float(p[~t].mean()) if (~t).any() else float("nan")
 
 
+def openset_binary_accuracy(is_private_true: np.ndarray, is_private_pred: np.ndarray) -> float:
+    """Shared-vs-private detection accuracy over *all* queries, in %: 100 · |{q: flag(q) = private(q)}| / N_q.
+
+    The other reading of the paper's "Open-set Acc" (paper-spec §4.2, §7 #17): with P private and S shared
+    queries it equals (Acc · P + (100 − false rejection) · S) / (P + S), so a detector that flags nothing
+    scores the shared share (50 % on the digits open-set splits). nan when there is no query.
+    Arguments as in :func:`openset_accuracy`.
+    """
+    t, p = _check_flags(is_private_true, is_private_pred)
+    return 100.0 * float((t == p).mean()) if t.size else float("nan")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Registry and one-call evaluation
 # ---------------------------------------------------------------------------------------------------------
@@ -390,6 +403,11 @@ METRICS.add(
     MetricSpec(false_rejection_rate, False, "openset"),
     "share of shared-class queries flagged private (%)",
 )
+METRICS.add(
+    "openset_binary_accuracy",
+    MetricSpec(openset_binary_accuracy, True, "openset"),
+    "share of all queries whose private/shared flag is right (the binary reading of Open-set Acc, %)",
+)
 
 
 def evaluate(
@@ -403,7 +421,8 @@ def evaluate(
     """All metrics of one retrieval direction (query domain → gallery domain), in %.
 
     Keys, in registry order: ``map_all``, ``map_all_standard``, ``p@K`` for each K in ``ks``, ``map_at_r``;
-    with ``private_pred`` also ``openset_accuracy`` and ``false_rejection``, where the truth is
+    with ``private_pred`` also ``openset_accuracy``, ``false_rejection`` and ``openset_binary_accuracy``,
+    where the truth is
     is_private_true[q] = (q's label is not among the gallery labels). The whole-gallery ranking is computed
     once for the three mAP variants. With the default ``ks`` the keys are exactly the :data:`METRICS` names.
 
@@ -429,6 +448,7 @@ def evaluate(
         truth = ~np.isin(ql, gl)
         out["openset_accuracy"] = openset_accuracy(truth, pred)
         out["false_rejection"] = false_rejection_rate(truth, pred)
+        out["openset_binary_accuracy"] = openset_binary_accuracy(truth, pred)
     return out
 
 
@@ -442,6 +462,7 @@ __all__ = [
     "map_all_standard",
     "map_at_r",
     "openset_accuracy",
+    "openset_binary_accuracy",
     "per_query_ap",
     "precision_at_k",
 ]

@@ -20,7 +20,8 @@ A record (schema version :data:`SCHEMA_VERSION`) looks like::
              "platform": "...", "git_commit": "abc123" | null},
      "created": "2026-11-24T12:00:00+00:00"}
 
-Metrics are percentages (×100, paper-spec §4); ``openset_accuracy`` and ``false_rejection`` exist only for
+Metrics are percentages (×100, paper-spec §4); ``openset_accuracy``, ``false_rejection`` and
+``openset_binary_accuracy`` (absent from records written before it existed; tables derive it) exist only for
 open-set runs (absent or ``null`` otherwise). Timings are seconds.
 
 Example::

@@ -57,6 +57,7 @@ METRIC_LABELS: dict[str, str] = {
     "map_at_r": "MAP@R",
     "openset_accuracy": "open-set Acc",
     "false_rejection": "false rejection",
+    "openset_binary_accuracy": "open-set Acc (binary, all queries)",
 }
 #: Metrics where lower is better (best = smallest).
 LOWER_IS_BETTER: frozenset[str] = frozenset({"false_rejection"})
@@ -199,6 +200,26 @@ def _number(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
 
 
+def record_metric(rec: dict[str, Any], metric: str) -> float:
+    """``rec["metrics"][metric]``, NaN when absent.
+
+    ``openset_binary_accuracy`` is derived for records written before it was recorded:
+    (Acc · P + (100 − false rejection) · S) / (P + S) with P = ``counts.n_query_private`` and S the other
+    queries (exact up to the 4-decimal rounding of the stored values).
+    """
+    metrics = rec["metrics"]
+    if metric == "openset_binary_accuracy" and metric not in metrics:
+        acc, fr = _number(metrics.get(_OPENSET_ACC)), _number(metrics.get("false_rejection"))
+        counts = rec.get("counts", {})
+        n, p = _number(counts.get("n_query")), _number(counts.get("n_query_private"))
+        if not n or math.isnan(n) or math.isnan(p):
+            return math.nan
+        private = acc * p if p else 0.0
+        shared = (100.0 - fr) * (n - p) if n - p else 0.0
+        return (private + shared) / n
+    return _number(metrics.get(metric))
+
+
 def _frame(records: Sequence[dict[str, Any]], metric: str) -> pd.DataFrame:
     """One row per record: cell keys, pair label, variant text, metric value and open-set Acc (NaN if none).
 
@@ -220,7 +241,7 @@ def _frame(records: Sequence[dict[str, Any]], metric: str) -> pd.DataFrame:
                 "extras": canonical_json(extras),
                 "mode": cfg.get("mode"),
                 "backbone": cfg.get("backbone"),
-                "value": _number(rec["metrics"].get(metric)),
+                "value": record_metric(rec, metric),
                 "acc": _number(rec["metrics"].get(_OPENSET_ACC)),
             }
         )
@@ -458,6 +479,8 @@ def _metrics_present(records: Sequence[dict[str, Any]], hashes: pd.Series) -> li
         for k, v in r["metrics"].items()
         if v is not None and not (isinstance(v, float) and math.isnan(v))
     }
+    if {_OPENSET_ACC, "false_rejection"} <= names:
+        names.add("openset_binary_accuracy")  # derivable, see record_metric
     return sorted(names)
 
 
@@ -828,6 +851,7 @@ __all__ = [
     "fmt1",
     "latex_escape",
     "load_paper_results",
+    "record_metric",
     "render_tables",
     "render_versus",
     "versus",
