@@ -104,9 +104,11 @@ def grid_markdown(grid: Grid) -> str | None:
         out.append(cli_table(["--runs", str(runs), "--versus", "uem"]))
     out.append("## Run time per method\n")
     out.append(
-        "From the records' `timings.total_s` (`benchmarks/grid_times.py`): two single-threaded grid "
-        "processes, sometimes three, shared this 2-core machine, so absolute seconds are pessimistic; ratios "
-        "to `uem` on the same (setting, pair) compare methods under the same load.\n"
+        "From the records' `timings.total_s` (`benchmarks/grid_times.py`): two to four single-threaded grid "
+        "processes shared this 2-core machine, so absolute seconds are pessimistic. Ratios to `uem` on the "
+        "same (setting, pair) take out the pair's size but not the load, which differed between methods "
+        "(up to 4 processes on 2 cores for the last ones run); `benchmarks/bench_methods.py` times every "
+        "method on one pair in one process.\n"
     )
     headers = ["method", "runs", "mean s", "median s", "max s", "× uem", "total min"]
     out.append(tabulate(summarize(records), headers=headers, tablefmt="github") + "\n")
