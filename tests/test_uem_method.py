@@ -206,3 +206,18 @@ def test_memory_init_uses_per_domain_batch_statistics_and_leaves_running_stats()
     assert int(bn.num_batches_tracked) == before[2] and m.encoder.training
     running = UEM(ctx, {"memory_bn": "running"})
     torch.testing.assert_close(running._memory_features(a), running.encode_all(a))
+
+
+def test_alpha_schedule_one_clusters_from_the_first_epoch():
+    a = _domain("a", [0, 1, 2, 3], 30, 0.0, seed=1).unlabeled()
+    b = _domain("b", [0, 1, 2, 3], 30, 2.0, seed=2).unlabeled()
+    over = {"idse_epochs": 6, "cdsm_epochs": 1}
+    # Eq. 10 with E = 6: alpha(e) = 1 / (1 + e^(3 - e)); clustering starts once alpha >= cluster_alpha_min
+    # = 0.2, i.e. e >= 3 - ln 4 = 1.61 -> epoch 2; with alpha = 1 throughout it starts at epoch 0
+    ramp = _fit(a, b, seed=5, cluster_alpha_min=0.2, **over)
+    one = _fit(a, b, seed=5, cluster_alpha_min=0.2, alpha_schedule="one", **over)
+    first = [min(c["epoch"] for c in m.info["clusterings"] if c["stage"] == 1) for m in (ramp, one)]
+    assert first == [2, 0]
+    assert not np.array_equal(ramp.embed(a), one.embed(a))
+    with pytest.raises(UserError, match="alpha_schedule"):
+        UEM(_ctx(), {"alpha_schedule": "step"})

@@ -39,6 +39,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "detector_spread": ("loo", "all"),
     "stage2_memory_init": ("continue", "reencode"),
     "memory_bn": ("batch", "running"),
+    "alpha_schedule": ("ramp", "one"),
 }
 
 
@@ -71,6 +72,9 @@ class UEM(EncoderMethod):
     cdsm_epochs             50         stage-2 epochs (§2.5)
     recluster_every         1          stage-1 re-clustering cadence, epochs (#4)
     cluster_alpha_min       0.01       stage-1 clustering starts once alpha(e) >= this (#4)
+    alpha_schedule          ramp       ``ramp`` = Eq. 10; ``one`` = alpha 1 from the first epoch, so the
+                                       prototype terms act throughout IDSE as in PCS/PCL (a diagnosis knob,
+                                       not the paper's method)
     elbow_k_min, _max       2, 100     Elbow candidate range (#4); also the detector's
     reestimate_k            every      run the Elbow at ``every`` clustering, once per ``stage``, ``once``
     kmeans_niter, _nredo    20, 5      faiss K-means settings (UCDIR's; #4)
@@ -124,6 +128,7 @@ class UEM(EncoderMethod):
         "cdsm_epochs": 50,
         "recluster_every": 1,
         "cluster_alpha_min": 0.01,
+        "alpha_schedule": "ramp",
         "elbow_k_min": 2,
         "elbow_k_max": 100,
         "reestimate_k": "every",
@@ -329,7 +334,7 @@ class UEM(EncoderMethod):
 
         def on_epoch_start(epoch: int) -> None:
             self._flush_memory()
-            state["alpha"] = alpha_ramp(epoch, total)
+            state["alpha"] = 1.0 if hp["alpha_schedule"] == "one" else alpha_ramp(epoch, total)
             due = epoch - state["last"] >= int(hp["recluster_every"])
             if state["alpha"] >= float(hp["cluster_alpha_min"]) and due:
                 self._recluster(stage=1, epoch=epoch)
