@@ -72,8 +72,9 @@ def grid_markdown(grid: Grid) -> str | None:
     if not runs.is_dir() or not any(runs.glob("*.json")):
         return None
     records = load_records(runs)
-    methods = [m for m in method_names() if any(r["config"]["method"] == m for r in records)]
-    missing = [m for m in method_names() if m not in methods]
+    present = {r["config"]["method"] for r in records}
+    methods = [m for m in method_names() if m in present]
+    missing = [m for m in method_names() if m not in present]
     held = f"The folder holds {len(records)} records of {len(methods)} methods."
     if missing:
         held += f" Not run yet: {', '.join(missing)}."

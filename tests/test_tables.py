@@ -418,6 +418,8 @@ def test_versus_by_hand(records: list[dict]) -> None:
         Versus("office31", "close-set", "pretrained", 62.0, 50.0, 1, 0, 1),
         Versus("office31", "close-set", "uem [epochs_scale=0.5]", 76.5, 73.0, 1, 0, 2),
     ]
+    # a row label as ref keeps its row when --methods lists other methods only
+    assert versus(records, ref, dataset="office31", methods=["pretrained"]) == close[:1]
     # lower is better: false rejection A→D 9 vs 18, D→W 4 vs 30 -> two wins, 6.5 - 24.0 points
     (fr,) = versus(
         records, "uem", setting="open-set", metric="false_rejection", methods=["uem", "pretrained"]

@@ -717,11 +717,10 @@ def versus(
 
     ``ref`` is a row label (``uem [epochs_scale=0.5]``) or a method with a single row in each table
     (``UserError`` when it names several). One :class:`Versus` per (dataset, setting, other row) in table
-    order; rows sharing no pair with ``ref`` are left out. ``UserError`` when ``ref`` is in none of the
-    tables, listing the rows present.
+    order; rows sharing no pair with ``ref`` are left out, and so are rows whose method is not in ``methods``
+    (when given). ``UserError`` when ``ref`` is in none of the tables, listing the rows present.
     """
-    keep = None if methods is None else sorted({*methods, ref})
-    tables = build_tables(records, dataset=dataset, setting=setting, metric=metric, methods=keep)
+    tables = build_tables(records, dataset=dataset, setting=setting, metric=metric)
     lower = metric in LOWER_IS_BETTER
     out: list[Versus] = []
     found = False
@@ -739,7 +738,7 @@ def versus(
         ref_row = matches[0]
         found = True
         for row in t.rows:
-            if row is ref_row or row.source != "run":
+            if row is ref_row or row.source != "run" or (methods is not None and row.method not in methods):
                 continue
             pairs = [
                 c
@@ -823,8 +822,10 @@ def render_versus(
             line = [m]
             for st in settings:
                 v = cell.get((m, st))
-                sign = "+" if v is not None and v.diff >= 0 else ""
-                line.append(MISSING if v is None else f"{sign}{fmt1(v.diff)} ({v.wins}/{v.n})")
+                if v is None:
+                    line.append(MISSING)
+                else:
+                    line.append(f"{'+' if v.diff >= 0 else ''}{fmt1(v.diff)} ({v.wins}/{v.n})")
             body.append(line)
         label = METRIC_LABELS.get(metric, metric)
         caption = (
