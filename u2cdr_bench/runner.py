@@ -33,6 +33,7 @@ from .metrics import evaluate
 from .nets import make_encoder_factory
 from .protocols import get_protocol
 from .records import config_hash, is_done, read_record, record_path, write_record
+from .reproducibility import ReproError, apply_runtime, machine_info
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def _git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
+    """A record's ``env`` block: versions, platform, git commit and :func:`machine_info` (``machine``)."""
     import faiss
 
     return {
@@ -153,6 +155,7 @@ def environment() -> dict[str, Any]:
         "faiss": getattr(faiss, "__version__", None),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
+        "machine": machine_info(),
     }
 
 
@@ -180,6 +183,10 @@ class Runner:
     def run(self, cfg: RunConfig, progress: ProgressFn | None = None) -> dict:
         """Run one config and write its record; returns the record."""
         t0 = time.perf_counter()
+        try:
+            apply_runtime()
+        except ReproError as err:
+            raise UserError(str(err)) from None
         threads = compute_threads()
         set_threads(threads)
         spec = get_dataset(cfg.dataset)
