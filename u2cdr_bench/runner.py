@@ -82,7 +82,7 @@ def plan(
     method_cls = get_method(method)
     get_protocol(spec, setting, split_seed)
     mode, backbone, profile = input_mode(spec, options)
-    method_cls.resolve_hparams(profile, hparams or {})
+    method_cls.hparams_for(profile, spec.method_profile, hparams or {})
     if epochs_scale <= 0:
         raise UserError(f"--epochs-scale must be positive, got {epochs_scale}.")
     from .protocols import settings
@@ -210,6 +210,7 @@ class Runner:
             input_shape=input_shape,
             epochs_scale=cfg.epochs_scale,
             profile=profile,
+            method_profile=spec.method_profile,
             num_classes=num_classes,
             progress=progress or (lambda *a: None),
         )
