@@ -194,18 +194,19 @@ class Runner:
             )
         t_load = time.perf_counter() - t0
 
-        backbone_factory: Callable | None = None
-        if mode == "finetune":
-            from .backbones import backbone_factory as make_backbone
-
-            backbone_factory = make_backbone(backbone)
         input_shape = tuple(query.x.shape[1:])
+        if mode == "finetune":  # backbone + head; the checkpoint's own projection head when it has one
+            from .backbones import finetune_encoder_factory
+
+            encoder_factory: Callable = finetune_encoder_factory(backbone)
+        else:
+            encoder_factory = make_encoder_factory(query.kind, input_shape)
         num_classes = None
         if method_cls.needs_num_classes:
             num_classes = (len(protocol.query_classes), len(protocol.gallery_classes))
         ctx = FitContext(
             seed=cfg.seed,
-            encoder_factory=make_encoder_factory(query.kind, input_shape, backbone_factory=backbone_factory),
+            encoder_factory=encoder_factory,
             input_kind=query.kind,
             input_shape=input_shape,
             epochs_scale=cfg.epochs_scale,
