@@ -54,10 +54,10 @@ one key pass likewise (ll. 327-330); with one GPU and ``--bn-splits`` left at 0 
 ``builder.py`` l. 35) the key encoder's BatchNorm sees the whole key batch (``key_bn_splits=1``).
 
 Settings: profile ``paper``: lr 2e-4 cosine (``train.sh`` l. 8), batch 64 split over the two domains, i.e. 32
-per domain (``train.sh`` l. 4, ``main_dgucdir.py`` l. 198), 200 epochs, warm-up 20, key momentum 0.999,
-``K`` from the class counts (``train.sh`` l. 19: 7 for DomainNet-7). Only a DomainNet script is released, so
-no value differs per dataset. ``digits`` 24 epochs / warm-up 3, ``features`` 30 / warm-up 3, key momentum
-0.99, the shared schedule of the profile.
+per domain (``train.sh`` l. 4, ``main_dgucdir.py`` l. 198), 200 epochs, warm-up 20, key momentum 0.999, ``K``
+from the class counts (``train.sh`` l. 19: 7 for DomainNet-7). Only a DomainNet script is released and the
+README runs PACS with it too (changing the domain pair), so no value differs per dataset. ``digits`` 24 epochs
+/ warm-up 3, ``features`` 30 / warm-up 3, key momentum 0.99, the shared schedule of the profile.
 
 Deviations: ``needs_num_classes``: the pooled clustering uses ``K = max(C^A, C^B)`` (the official code has one
 label set; ``max`` equals the size of the union in the close-set, partial and open-set protocols).

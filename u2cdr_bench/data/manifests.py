@@ -175,7 +175,8 @@ PACS = DatasetManifest(
     wrappers=("PACS", "kfold", "pacs"),
     # No baseline ships a PACS script. 7 classes and 1.7k-3.9k images per domain match the DomainNet-7
     # protocol (7 classes, a few thousand images per domain) of UCDIR's and DG-UCDIR's DomainNet scripts;
-    # DG-UCDIR, whose only script is the DomainNet one, evaluates on PACS itself (docs/baselines.md).
+    # DG-UCDIR runs PACS with its one (DomainNet) script, changing only the domain pair (its README;
+    # docs/baselines.md).
     method_profile="domainnet",
     citation="Li, Yang, Song, Hospedales. Deeper, Broader and Artier Domain Generalization. ICCV 2017.",
     layouts=(
