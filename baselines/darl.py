@@ -175,7 +175,8 @@ class DARL(EncoderMethod):
         banks = [self.init_memory(d, hp["memory_momentum"]) for d in domains]
         self.predictor = self._make_predictor().to(self.ctx.device)
         warm = self.epochs(int(hp["nn_warmup"])) if hp["nn_warmup"] else 0
-        self.info["nn_warmup_epochs"] = warm
+        if hp["w_nn"]:
+            self.info["nn_warmup_epochs"] = warm
 
         def step(
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor

@@ -70,6 +70,12 @@ Deviations (compulsory customisation and others):
   two random halves (the official ``SplitBatchNorm`` with two splits).
 * The official squared distance adds 1e-6 inside ``pairwise_distance``; we use the plain squared norm.
 * The distance-of-distance temperature (hard-coded 0.01 in ``dist_cal``) is a hyper-parameter.
+* Head: in finetune mode with the MoCo v2 checkpoint the encoder's head is MoCo's pretrained 2048-2048-128
+  projection MLP, as ``main.py`` ll. 169-184 load every ``encoder*`` key, ``fc`` included, from
+  ``module.encoder_q`` (:func:`u2cdr_bench.backbones.finetune_encoder_factory`); in features mode a fresh
+  head on the frozen features.
+* Forward mode: the query encoder sees the concatenated A+B batch (``builder.py`` ll. 81, 90;
+  ``joint_forward=True``).
 """
 
 from __future__ import annotations
