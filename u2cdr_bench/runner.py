@@ -83,7 +83,7 @@ def plan(
     method_cls = get_method(method)
     get_protocol(spec, setting, split_seed)
     mode, backbone, profile = input_mode(spec, options)
-    method_cls.resolve_hparams(profile, hparams or {})
+    method_cls.hparams_for(profile, spec.method_profile, hparams or {})
     if epochs_scale <= 0:
         raise UserError(f"--epochs-scale must be positive, got {epochs_scale}.")
     from .protocols import settings
@@ -201,22 +201,24 @@ class Runner:
             )
         t_load = time.perf_counter() - t0
 
-        backbone_factory: Callable | None = None
-        if mode == "finetune":
-            from .backbones import backbone_factory as make_backbone
-
-            backbone_factory = make_backbone(backbone)
         input_shape = tuple(query.x.shape[1:])
+        if mode == "finetune":  # backbone + head; the checkpoint's own projection head when it has one
+            from .backbones import finetune_encoder_factory
+
+            encoder_factory: Callable = finetune_encoder_factory(backbone)
+        else:
+            encoder_factory = make_encoder_factory(query.kind, input_shape)
         num_classes = None
         if method_cls.needs_num_classes:
             num_classes = (len(protocol.query_classes), len(protocol.gallery_classes))
         ctx = FitContext(
             seed=cfg.seed,
-            encoder_factory=make_encoder_factory(query.kind, input_shape, backbone_factory=backbone_factory),
+            encoder_factory=encoder_factory,
             input_kind=query.kind,
             input_shape=input_shape,
             epochs_scale=cfg.epochs_scale,
             profile=profile,
+            method_profile=spec.method_profile,
             num_classes=num_classes,
             progress=progress or (lambda *a: None),
         )

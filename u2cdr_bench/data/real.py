@@ -367,6 +367,7 @@ def spec_for_manifest(manifest: DatasetManifest) -> DatasetSpec:
         pairs=manifest.pairs,
         profile="features",
         paper_key=manifest.paper_key,
+        method_profile=manifest.method_profile,
         summary=f"{manifest.title}: {len(manifest.domains)} domains, {n} classes (real images)",
         citation=manifest.citation,
         extra={"manifest": manifest},
