@@ -145,3 +145,26 @@ def test_injected_regression_is_caught_for_training_free_methods(monkeypatch):
 
     monkeypatch.setattr(Pretrained, "embed", shuffled)
     assert run_regression(REFERENCE, TOLERANCES, methods=["pretrained"])
+
+
+def test_regress_names_both_machines_when_their_kernels_differ(tmp_path):
+    import copy
+
+    from u2cdr_bench.records import write_record
+    from u2cdr_bench.regress import machine_lines
+    from u2cdr_bench.reproducibility import machine_info
+
+    rec = copy.deepcopy(_refs[0])
+    here = machine_info()
+    rec["env"]["machine"] = here
+    write_record(rec, tmp_path)
+    assert len(machine_lines(tmp_path)) == 1 and "same kernels" in machine_lines(tmp_path)[0]
+    other = copy.deepcopy(here)
+    other["cpu"]["model"] = "AMD EPYC 7B13"
+    other["kernels"]["torch"]["cpu_capability"] = "DEFAULT"
+    rec["env"]["machine"] = other
+    write_record(rec, tmp_path)
+    lines = machine_lines(tmp_path)
+    assert len(lines) == 2
+    assert lines[0].startswith("references made on: AMD EPYC 7B13") and "DEFAULT" in lines[0]
+    assert lines[1].startswith("this re-run on:") and str(here["cpu"]["model"]) in lines[1]

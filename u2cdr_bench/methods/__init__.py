@@ -26,18 +26,26 @@ def load_methods() -> Registry[type[Method]]:
     """Import every method module once (they register themselves) and return the registry."""
     global _LOADED
     if not _LOADED:
-        for mod in ("u2cdr_bench.methods.pretrained", "u2cdr_bench.methods.uem", "u2cdr_bench.baselines"):
+        for mod in (
+            "u2cdr_bench.methods.pretrained",
+            "u2cdr_bench.methods.training_free",
+            "u2cdr_bench.methods.uem",
+            "u2cdr_bench.baselines",
+        ):
             importlib.import_module(mod)
         _LOADED = True
     return METHODS
 
 
 def _order_key(entry) -> tuple[int, int]:
-    """Stable display order whatever the import order: pretrained, UEM and its ablations, then the
-    baselines in ``baselines._MODULES`` order (registration order within a module)."""
+    """Stable display order whatever the import order: pretrained, the other training-free rows, UEM and
+    its ablations, then the baselines in ``baselines._MODULES`` order (registration order within a
+    module)."""
     module = entry.obj.__module__
     if module.endswith(".pretrained"):
         return (0, 0)
+    if module.endswith(".training_free"):
+        return (0, 1)
     if ".methods.uem" in module:
         return (1, 0)
     from .. import baselines
