@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -63,6 +64,7 @@ from .data.images import (
 )
 from .data.registry import DataOptions
 from .errors import UserError
+from .progress import reporter
 
 __all__ = [
     "FORMAT_VERSION",
@@ -271,13 +273,20 @@ def _save_chunk(folder: Path, c: int, feats: np.ndarray, ok: np.ndarray) -> None
 
 
 def _load_complete(folder: Path, n: int) -> ViewFeatures | None:
+    """The finished entry in ``folder``, or ``None``: not finished yet (no ``meta.json``), or unreadable or
+    inconsistent, which is reported as a note (the view is then extracted again)."""
+    if not (folder / "meta.json").exists():
+        return None
     try:
         meta = json.loads((folder / "meta.json").read_text())
         feats = np.load(folder / "features.npy", mmap_mode=None)
         ok = np.load(folder / "ok.npy")
-    except (OSError, ValueError):
-        return None
-    if meta.get("n") != n or feats.shape[0] != n or ok.shape != (n,):
+        good = meta.get("n") == n and feats.shape[0] == n and ok.shape == (n,)
+    except (OSError, ValueError, AttributeError):
+        good = False
+    if not good:
+        reporter().note(f"feature cache {folder} is corrupt or incomplete; extracting that view again")
+        (folder / "meta.json").unlink(missing_ok=True)
         return None
     return ViewFeatures(feats.astype(np.float32, copy=False), ok.astype(bool), folder)
 
@@ -449,12 +458,19 @@ def _run_chunks(
     partners: ImageSet | None,
     quiet: bool,
 ) -> None:
-    """Decode each pending chunk once and write every view still missing it (see :func:`extract_views`)."""
-    from tqdm import tqdm
+    """Decode each pending chunk once and write every view still missing it (see :func:`extract_views`).
 
+    Progress: one task of the active reporter (:mod:`u2cdr_bench.progress`) counting image-views.
+    """
     total = sum(min(chunk_size, n - c * chunk_size) * len(vs) for c, vs in todo)
-    desc = f"{files.dataset}/{files.domain} {spec.name}"
-    with tqdm(total=total, desc=desc, unit="img", disable=quiet) as bar, torch.inference_mode():
+    names = sorted({v.name for _, vs in todo for v, _ in vs})
+    done = n * len(names) - total
+    desc = f"extract {files.dataset}/{files.domain} {spec.name} [{', '.join(names)}]"
+    if done > 0:
+        desc += f" (resumed, {done} done before)"
+    bar = reporter(quiet).task(desc, total=total, unit="img")
+    with contextlib.ExitStack() as stack, torch.inference_mode():
+        stack.callback(bar.close)
         for c, chunk_views in todo:
             lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
             images = [open_rgb(p) for p in files.paths[lo:hi]]
@@ -466,7 +482,7 @@ def _run_chunks(
                 for b in range(0, hi - lo, batch_size):
                     xb = x[b : b + batch_size].contiguous(memory_format=torch.channels_last)
                     feats[b : b + len(xb)] = model(xb).float().numpy()  # type: ignore[misc]
-                    bar.update(len(xb))
+                    bar.advance(len(xb))
                 feats[~ok] = 0.0
                 _save_chunk(folder, c, feats, ok)
 
