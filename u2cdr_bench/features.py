@@ -25,7 +25,8 @@ sha256 of the canonical JSON of (format version, backbone fingerprint = name + s
 preprocessing, sha256 of the file list (relative paths and sizes), view spec (kind, index, augmentation
 parameters, seed)); anything that changes the numbers changes the key. While a view is being extracted its
 chunks of ``chunk_size`` images are written as ``part-<c>.npz`` (atomically, via a temporary file); an
-interrupted extraction resumes at the first missing chunk.
+interrupted (even killed) extraction resumes at the first missing chunk. ``features.npy`` and ``ok.npy`` are
+written atomically too, and only one process at a time extracts a view (a lock file in its folder).
 
 Example::
 
@@ -44,7 +45,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -286,7 +287,6 @@ def _load_complete(folder: Path, n: int) -> ViewFeatures | None:
         good = False
     if not good:
         reporter().note(f"feature cache {folder} is corrupt or incomplete; extracting that view again")
-        (folder / "meta.json").unlink(missing_ok=True)
         return None
     return ViewFeatures(feats.astype(np.float32, copy=False), ok.astype(bool), folder)
 
@@ -296,8 +296,10 @@ def _finalise(folder: Path, n_chunks: int, n: int, meta: dict) -> ViewFeatures:
     feats = np.concatenate([p["features"] for p in parts]).astype(np.float32)
     ok = np.concatenate([p["ok"] for p in parts]).astype(bool)
     assert feats.shape[0] == n, (feats.shape, n)
-    np.save(folder / "features.npy", feats)
-    np.save(folder / "ok.npy", ok)
+    for name, arr in (("features.npy", feats), ("ok.npy", ok)):  # atomic: readers never see half a file
+        tmp = folder / f".{name}.tmp.npy"
+        np.save(tmp, arr)
+        os.replace(tmp, folder / name)
     tmp = folder / "meta.json.tmp"
     tmp.write_text(json.dumps({**meta, "n": n, "dim": int(feats.shape[1]), "n_ok": int(ok.sum())}, indent=1))
     os.replace(tmp, folder / "meta.json")
@@ -371,7 +373,9 @@ def extract_views(
     """Features of every view of ``files`` under ``backbone``, from the cache or extracted (and cached).
 
     Images are decoded once per chunk for all views still missing that chunk; the network runs in eval mode
-    under ``torch.inference_mode`` on batches of ``batch_size``.
+    under ``torch.inference_mode`` on batches of ``batch_size``. Each view being extracted is locked
+    (``<view folder>/.lock``, an OS lock the kernel releases when a process dies), so two processes never
+    extract or finalise the same view at once: the second waits (and says so), then reuses the result.
 
     Args:
         files: the domain's image files.
@@ -388,8 +392,6 @@ def extract_views(
     """
     n = len(files)
     fp = backbone_fingerprint(backbone)
-    spec, _ = parse_backbone(backbone)
-    pre = spec.preprocess
     result: dict[str, ViewFeatures] = {}
     pending: list[tuple[View, Path]] = []
     for view in views:
@@ -407,6 +409,60 @@ def extract_views(
             pending.append((view, folder))
     if not pending:
         return result
+    with contextlib.ExitStack() as locks:
+        # one extraction per view folder at a time, across processes; sorted so two processes that want
+        # overlapping sets of views cannot deadlock
+        for view, folder in sorted(pending, key=lambda vf: str(vf[1])):
+            locks.enter_context(_view_lock(folder, f"{files.dataset}/{files.domain} {view.name}"))
+        still: list[tuple[View, Path]] = []
+        for view, folder in pending:  # another process may have finished some while we waited
+            done = _load_complete(folder, n)
+            if done is not None:
+                result[view.name] = done
+            else:
+                still.append((view, folder))
+        if still:
+            result.update(
+                _extract_pending(files, backbone, still, n, batch_size, chunk_size, quiet, partners, fp)
+            )
+    return result
+
+
+@contextlib.contextmanager
+def _view_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``<view folder>/.lock`` (an OS file lock, released even when the process is killed)."""
+    from filelock import FileLock, Timeout
+
+    path = folder / ".lock"
+    lock = FileLock(str(path), timeout=0, is_singleton=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        reporter().note(f"another process is extracting {what}; waiting for it")
+        lock.acquire(timeout=-1)
+    try:
+        yield
+    finally:
+        lock.release()
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _extract_pending(
+    files: ImageSet,
+    backbone: str,
+    pending: list[tuple[View, Path]],
+    n: int,
+    batch_size: int,
+    chunk_size: int,
+    quiet: bool,
+    partners: ImageSet | None,
+    fp: dict,
+) -> dict[str, ViewFeatures]:
+    """Extract the chunks still missing of each pending view (their locks held), then finalise them."""
+    spec, _ = parse_backbone(backbone)
+    pre = spec.preprocess
+    result: dict[str, ViewFeatures] = {}
     n_chunks = max(1, -(-n // chunk_size))
     todo = [
         (c, [(v, f) for v, f in pending if not (f / f"part-{c:05d}.npz").exists()]) for c in range(n_chunks)
