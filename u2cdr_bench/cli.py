@@ -345,8 +345,8 @@ def table(
         raise UserError(
             f"{str(e).rstrip('.')}; fix or remove it, or pass --skip-bad to leave it out."
         ) from None
-    for path, reason in skipped or []:
-        err.print(f"skipped {path}: {reason}", markup=False, highlight=False)
+    for _path, reason in skipped or []:
+        print(f"skipped: {reason}", file=sys.stderr)
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None

@@ -34,7 +34,7 @@ from typing import Any
 
 import typer
 from typer import _click
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 from typer.exceptions import TyperException
 
 from .errors import UserError
@@ -71,15 +71,15 @@ def _error(message: str) -> None:
     print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
-def _usage_message(err: _click.exceptions.UsageError) -> str:
+def _usage_message(err: _click.exceptions.UsageError, fallback_path: str) -> str:
+    """Click's message on one line, the valid commands for an unknown one, and where the help is."""
     msg = one_line(err.format_message())
     ctx = err.ctx
-    if ctx is None:
-        return msg
-    if hasattr(ctx.command, "list_commands") and msg.startswith("No such command"):
+    if ctx is not None and hasattr(ctx.command, "list_commands") and msg.startswith("No such command"):
         names = ", ".join(ctx.command.list_commands(ctx))
         msg = f"{msg[:-1]}; valid commands: {names}."
-    return f"{msg[:-1]}; see '{ctx.command_path} --help'."
+    path = ctx.command_path if ctx is not None else fallback_path
+    return f"{msg[:-1]}; see '{path} --help'."
 
 
 def _interrupted_message() -> str:
@@ -113,10 +113,20 @@ class ErrorGroup(TyperGroup):
             sys.exit(code)
         return code
 
+    @staticmethod
+    def _untag_arguments(cmd: Any) -> None:
+        """Drop typer's ``<str>`` tag after positional arguments in ``--help`` (options have metavars)."""
+        for p in getattr(cmd, "params", []):
+            if isinstance(p, TyperArgument):
+                p.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        for sub in getattr(cmd, "commands", {}).values():
+            ErrorGroup._untag_arguments(sub)
+
     def _guarded(
         self, args: Sequence[str] | None, prog_name: str, complete_var: str | None, extra: dict[str, Any]
     ) -> int:
         SESSION.reset()
+        self._untag_arguments(self)
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, _raise_interrupted) if in_main else None
         try:
@@ -131,7 +141,9 @@ class ErrorGroup(TyperGroup):
             e.show()
             return 0
         except _click.exceptions.UsageError as e:
-            _error(_usage_message(e))
+            words = list(args if args is not None else sys.argv[1:])
+            sub = words[0] if words and words[0] in self.commands else ""
+            _error(_usage_message(e, f"{prog_name} {sub}".strip()))
             return 2
         except TyperException as e:  # other click exceptions (e.g. FileError)
             _error(e.format_message())
