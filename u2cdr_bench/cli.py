@@ -204,6 +204,7 @@ def run(
             f"tabulate them with: u2cdr-bench table --runs {out_dir}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -220,6 +221,9 @@ def _result_line(label: str, rec: dict) -> str:
 def _run_one(runner, cfg, label: str, display, wait: bool) -> dict | None:
     """Reuse, skip (``None``: another process holds the config's lock and ``wait`` is off) or run."""
     state, reason = runner.status(cfg)
+    if state == "done" and wait:  # it was deferred: the other process finished it
+        display.line(f"{label}: done by another process")
+        return runner.existing(cfg)
     if state == "done":
         kept = f" ({reason}; kept by --reuse-stale)" if reason else ""
         display.line(f"{label}: done already{kept} (use --force to re-run)")
@@ -255,7 +259,7 @@ def _run_all(runner, configs, quiet: bool) -> list[dict]:
             if records[i] is None:
                 deferred.append(i)
                 display.line(
-                    f"{label}: another u2cdr-bench process is running it; will wait for it at the end"
+                    f"{label}: another u2cdr-bench process is running it; waiting for it at the end"
                 )
             else:
                 display.advance_runs()

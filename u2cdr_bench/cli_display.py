@@ -78,7 +78,7 @@ class RunDisplay:
     def __enter__(self) -> RunDisplay:
         if self.live:
             self._prog = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 _RateColumn(),

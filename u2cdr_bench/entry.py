@@ -156,8 +156,6 @@ class ErrorGroup(TyperGroup):
         except (Interrupted, KeyboardInterrupt):
             print(_interrupted_message(), file=sys.stderr, flush=True)
             return 130
-        except SystemExit as e:  # ``data verify`` ends with SystemExit(1)
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        finally:
+        finally:  # a SystemExit (``data verify`` ends with SystemExit(1)) passes through unchanged
             if in_main and previous is not None:
                 signal.signal(signal.SIGINT, previous)

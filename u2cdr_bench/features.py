@@ -273,9 +273,9 @@ def _save_chunk(folder: Path, c: int, feats: np.ndarray, ok: np.ndarray) -> None
     os.replace(tmp, folder / f"part-{c:05d}.npz")
 
 
-def _load_complete(folder: Path, n: int) -> ViewFeatures | None:
+def _load_complete(folder: Path, n: int, report: bool = True) -> ViewFeatures | None:
     """The finished entry in ``folder``, or ``None``: not finished yet (no ``meta.json``), or unreadable or
-    inconsistent, which is reported as a note (the view is then extracted again)."""
+    inconsistent, which is reported as a note when ``report`` (the view is then extracted again)."""
     if not (folder / "meta.json").exists():
         return None
     try:
@@ -286,7 +286,8 @@ def _load_complete(folder: Path, n: int) -> ViewFeatures | None:
     except (OSError, ValueError, AttributeError):
         good = False
     if not good:
-        reporter().note(f"feature cache {folder} is corrupt or incomplete; extracting that view again")
+        if report:
+            reporter().note(f"feature cache {folder} is corrupt or incomplete; extracting that view again")
         return None
     return ViewFeatures(feats.astype(np.float32, copy=False), ok.astype(bool), folder)
 
@@ -416,7 +417,7 @@ def extract_views(
             locks.enter_context(_view_lock(folder, f"{files.dataset}/{files.domain} {view.name}"))
         still: list[tuple[View, Path]] = []
         for view, folder in pending:  # another process may have finished some while we waited
-            done = _load_complete(folder, n)
+            done = _load_complete(folder, n, report=False)
             if done is not None:
                 result[view.name] = done
             else:

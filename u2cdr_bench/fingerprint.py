@@ -32,7 +32,15 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-__all__ = ["NOT_NUMERIC", "code_info", "module_digest", "module_imports", "run_roots", "source_path"]
+__all__ = [
+    "NOT_NUMERIC",
+    "code_info",
+    "module_digest",
+    "module_imports",
+    "normalise_source",
+    "run_roots",
+    "source_path",
+]
 
 PACKAGE = "u2cdr_bench"
 
@@ -147,10 +155,10 @@ def _is_bare_string(stmt: ast.stmt) -> bool:
     return isinstance(stmt.value.value, str)
 
 
-def _normalised(module: str) -> str:
-    tree = _tree(module)
-    if tree is None:
-        return ""
+def normalise_source(text: str) -> str:
+    """``text`` parsed, every docstring and bare string statement dropped, and unparsed (comments and
+    layout vanish with the parse)."""
+    tree = ast.parse(text)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if not isinstance(body, list):
@@ -158,6 +166,11 @@ def _normalised(module: str) -> str:
         kept = [s for s in body if not _is_bare_string(s)]
         node.body = kept or [ast.Pass()]  # type: ignore[attr-defined]
     return ast.unparse(tree)
+
+
+def _normalised(module: str) -> str:
+    path = source_path(module)
+    return "" if path is None else normalise_source(path.read_text(encoding="utf-8"))
 
 
 @cache

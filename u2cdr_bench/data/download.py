@@ -327,7 +327,7 @@ def download_dataset(
         )
     report = DownloadReport(manifest.name, root)
     marker = _read_marker(root)
-    created = [p for p in (root, root / ".downloads") if not p.exists()]
+    created = [p for p in (Path(data_dir), root, root / ".downloads") if not p.exists()]
     try:
         _fetch_all(usable, marker, report, root, manifest, data_dir, keep_archives, quiet)
     finally:  # a failed download leaves no empty folder behind
