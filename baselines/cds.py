@@ -29,11 +29,14 @@ Total: :math:`\\mathcal L = \\mathcal L_{ID} + \\mathcal L_{CDM}`. Temperature `
 (``--nce-m 0.5``) with L2 renormalisation; memories initialised with the initial model's features of
 the clean inputs (the code's ``recompute_memory`` before the first epoch).
 
-Schedule: ``paper`` follows the official pre-training script: 7 epochs, SGD lr 0.003, weight decay 5e-4
-(its own optimiser settings, because the profile's 2e-4 for 7 epochs would leave the model untrained);
-the batch size is the profile's 64 per domain (the code uses 16 for the larger domain and scales the
-other). ``features`` (fresh head on a frozen pretrained backbone, like CDS's fresh ``fc`` on an
-ImageNet ResNet-50): 30 epochs of CDS. ``digits``: 12 + 12 epochs, see below.
+Schedule (official repository VisionLearningGroup/CDS at 5b3644c, ``CDS_pretraining/CDS_pretraining.py``):
+``paper`` follows the official pre-training script: 7 epochs (l. 174), SGD lr 0.003 (l. 21) held constant
+(``lr_schedule="constant"``: no scheduler is stepped), momentum 0.9, weight decay 5e-4 (l. 165), batch 32 for
+the smaller domain (``--batch_size 16`` l. 62 times ``bs1`` / ``bs2 = 2``, ll. 94-97; the larger domain's
+batch is scaled by the size ratio, ll. 114-117, ``return_dataset.py`` ll. 69-71, so one epoch passes once over
+each domain). Our paired sampler draws 32 from each domain and cycles the smaller one over
+``ceil(max(N_A, N_B) / 32)`` steps. ``features`` (fresh head on a frozen pretrained backbone, like CDS's fresh
+``fc`` on an ImageNet ResNet-50): 30 epochs of CDS. ``digits``: 12 + 12 epochs, see below.
 
 Deviations: none in the losses; the code's mixed precision is not used. No compulsory customisation was
 needed (CDS is already label-free). One adaptation to the from-scratch ``digits`` profile: CDS is a
@@ -45,8 +48,9 @@ standing in for the first pre-training), then 12 epochs of CDS; the other profil
 ``id_only_epochs = 0``. Retrieval and detection: cosine distance (CDS's kNN retrieval uses dot products
 of unit-norm features).
 Views: one default augmented view per sample and step; clean inputs for the memory init and ``embed``.
-The two domains' batches go through the encoder in one pass (``joint_forward=True``), so BatchNorm
-normalises training batches with statistics of both domains, as its eval-mode running statistics do.
+Forward mode: each domain goes through the network on its own (``custom_function/selfsup.py`` ll. 55-56:
+``net(inputs)`` then ``net(inputs2)``), so BatchNorm normalises each domain by its own batch
+(``joint_forward=False``).
 """
 
 from __future__ import annotations
@@ -108,23 +112,22 @@ class Cds(EncoderMethod):
         "cdm_weight": 1.0,
         "top_k": 700,
         "entropy_eps": 1e-5,
-        "joint_forward": True,
+        "joint_forward": False,  # selfsup.py ll. 55-56: one forward per domain
         "id_only_epochs": 0,
+        "lr_schedule": "cosine",
     }
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {"epochs": 7, "lr": 0.003, "weight_decay": 5e-4},
+        # CDS_pretraining.py ll. 21, 62, 94-97, 165, 174 (module docstring)
+        "paper": {
+            "epochs": 7,
+            "lr": 0.003,
+            "weight_decay": 5e-4,
+            "batch_size": 32,
+            "lr_schedule": "constant",
+        },
         "digits": {"epochs": 12, "id_only_epochs": 12},
         "features": {"epochs": 30},
     }
-
-    def encode_pair(self, xa: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features ``[B_A, D]``, ``[B_B, D]`` of both batches: one encoder pass over the
-        concatenation (``joint_forward``: BatchNorm statistics mix the domains, as the eval-mode running
-        statistics do) or one pass per domain (BatchNorm normalises each domain by its own batch)."""
-        if self.hp["joint_forward"]:
-            f = self.features(torch.cat([xa, xb]))
-            return f[: len(xa)], f[len(xa) :]
-        return self.features(xa), self.features(xb)
 
     def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
         hp = self.hp
@@ -143,7 +146,7 @@ class Cds(EncoderMethod):
         def id_step(
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
         ) -> tuple[torch.Tensor, dict[str, float]]:
-            fa, fb = self.encode_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
+            fa, fb = self.forward_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
             mem_a, mem_b = bank_a.bank.clone(), bank_b.bank.clone()
             inst = 0.5 * (
                 instance_nce(fa, mem_a, idx_a, tau=hp["tau"]) + instance_nce(fb, mem_b, idx_b, tau=hp["tau"])
@@ -158,7 +161,7 @@ class Cds(EncoderMethod):
         def step(
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
         ) -> tuple[torch.Tensor, dict[str, float]]:
-            fa, fb = self.encode_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
+            fa, fb = self.forward_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
             mem_a, mem_b = bank_a.bank.clone(), bank_b.bank.clone()
             inst = 0.5 * (
                 instance_nce(fa, mem_a, idx_a, tau=hp["tau"]) + instance_nce(fb, mem_b, idx_b, tau=hp["tau"])

@@ -15,10 +15,10 @@ CoDA learns one L2-normalised embedding ``f`` with two losses built on per-domai
   sharpened, is the soft target of the classifier applied to the current feature:
   ``t_i = softmax(W^d_g m^d_i / 0.01)`` (no gradient), ``L_ISS = -mean_i sum_k t_ik log softmax(W^d_g f_i)_k``
   for each domain (no temperature on the prediction, as in the code). :func:`iss_target`, :func:`iss_loss`.
-* **Cross-domain Classifier Alignment (CCA).** The two domains' classifiers must agree on the same features
-  of either domain: ``L_CCA = lambda * (mean_{i in B} ||W^A_g f_i - W^B_g f_i||_1 + mean_{i in A} ||...||_1)``
-  on raw logits (``--cross_domain_loss l1``, ``--cross_domain_softmax False``), ``lambda = 0.01``
-  (the argparse default; the shipped ``run_coda.sh`` sets 0). :func:`classifier_alignment`.
+* **Cross-domain Classifier Alignment (CCA).** The two domains' classifiers must agree on the same features of
+  either domain: ``L_CCA = lambda * (mean_{i in B} ||W^A_g f_i - W^B_g f_i||_1 + mean_{i in A} ||...||_1)`` on
+  raw logits (``--cross_domain_loss l1``, ``--cross_domain_softmax False``), ``lambda = 0.01`` (the argparse
+  default and ``shells/run_coda.sh`` l. 11; 0 at commit 304dc94). :func:`classifier_alignment`.
 
 Objective per step: ``mean_g (L^A_ISS + L^B_ISS) + mean_g L_CCA``; the memories are updated after each
 step with the new (detached) features. The equation numbers of the AAAI paper could not be checked against
@@ -31,15 +31,41 @@ are the prototype set of the generic detector (paper-spec §4.2): each query goe
 ``detector_threshold="radius"`` reading; ``"diameter"``: between two class-``c`` queries), and a query is
 private iff the distance to its nearest gallery item exceeds ``D_c`` (:meth:`CoDA.detect_private`).
 
-Settings: profile ``paper`` = 20 epochs (official ``--pretrain_epoch 20``; no re-clustering afterwards),
-``cluster_num = 100`` (the Office-Home script; Office-31 uses 50); lr / batch from the shared SCHEDULES
-(official: lr 3e-3 constant, batch 16, weight decay 1e-5). Profile ``digits``: 24 epochs,
-``cluster_num = 10``. Profile ``features``: 30 epochs, ``cluster_num = 50``.
+Settings (official repository wangxu-scu/CoDA at 67735cd unless a commit is named):
 
-Deviations: memories start from the clean inputs' features (official: one augmented view each); the
-joint k-means uses our faiss block (niter 40, spherical) and the per-domain refinement a 40-step spherical
-Lloyd iteration in torch (official: faiss with ``init_centroids``); cosine lr schedule per step; source /
-target become A / B (both unlabeled), nothing else is needed for U²CDR.
+* ``paper`` profile, as the official script runs: network lr 3e-3 (``train_udar_oh_coda.py`` l. 100), held
+  constant (``lr_schedule="constant"``: ``network.py`` l. 483 builds a ``StepLR`` that no file steps, and the
+  ``lr_scheduler`` of ``train_udar_oh_coda.py`` l. 27 is never called), SGD momentum 0.9 with weight decay
+  1e-5 on the network (``network.py`` ll. 459-462), classifier heads at lr 1e-4 without weight decay
+  (``network.py`` ll. 447-456; ``head_lr_mult = 1e-4 / 3e-3 = 1/30``), batch 16 per domain (l. 90), 20 epochs
+  (``--pretrain_epoch`` l. 81; ``train_udar_oh_coda.py`` ll. 210-213: the whole training), memory momentum
+  0.95 (``shells/run_coda.sh`` l. 17).
+* ``cluster_num`` per dataset (:attr:`CoDA.dataset_profiles`; ``cluster_num_list = [c, 2c, 3c, 4c]``,
+  l. 167): Office-Home 100 (``shells/run_coda.sh`` l. 2), Office-31 50 (commit 304dc94, ``run_coda.sh`` l. 2,
+  commented out since), image_CLEF (12 classes) 12 (same file, l. 3), Adaptiope (123 classes) 100 (l. 5).
+  No DomainNet script exists; for the 7-class ``domainnet`` configuration (also PACS and digits) we apply the
+  rule of the smallest official dataset, image_CLEF: ``cluster_num`` = the class count, so 7 (28 clusters at
+  the finest granularity; the Office-Home value would put 400 clusters on a few thousand images).
+* ``digits`` (24 epochs) and ``features`` (30 epochs): the shared schedule of the profile, the official
+  relative settings: head lr ratio 1/30, no weight decay on the heads, memory momentum 0.95, the dataset's
+  ``cluster_num``; ``features`` without a ``method_profile`` (custom data) keeps ``cluster_num = 50``.
+
+Forward mode: each domain goes through the encoder on its own (``Trainer/trainer_coda.py`` ll. 68, 72:
+``model(inputs_src1, head='src')`` then ``model(inputs_tar1, head='tgt')``), so BatchNorm normalises each
+domain by its own batch (``joint_forward=False``).
+
+Memory initialisation: one augmented view per image through the network in eval mode
+(``memory_init="view"``), as the official ``recompute_memory`` (``utils/utils.py`` ll. 603-621:
+``net.eval()``, the training loader's dataset with its random-crop + flip transform, ``data_clus.py``
+ll. 138-143) does before the first epoch (``Trainer/trainer_coda.py`` ll. 19-23). ``"clean"`` uses the
+clean inputs.
+
+Deviations: the joint k-means uses our faiss block (niter 40, spherical) and the per-domain refinement a
+40-step spherical Lloyd iteration in torch (official: faiss with ``init_centroids``); an epoch is
+``ceil(max(N_A, N_B) / B)`` paired steps (official: one pass over the source loader, the target cycled);
+the embedding is our shared encoder head (official: ResNet-50 with its ``fc`` replaced by 2048 -> 512 and L2
+normalisation, ``resnet.py`` ll. 153, 195-196); source / target become A / B (both unlabeled), nothing else is
+needed for U²CDR.
 """
 
 from __future__ import annotations
@@ -56,7 +82,7 @@ from u2cdr_bench.blocks.kmeans import kmeans
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
-from u2cdr_bench.methods.hparams import Range, Space
+from u2cdr_bench.methods.hparams import Choice, Range, Space
 
 __all__ = ["CoDA", "classifier_alignment", "iss_loss", "iss_target", "spherical_lloyd"]
 
@@ -122,10 +148,14 @@ class CoDA(EncoderMethod):
         "lambda_cross_domain": Range(0),
         "head_lr_mult": Range(0),
         "detector_granularity": Range(0),
+        "memory_init": Choice("clean", "view"),
     }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 20,
         "cluster_num": 100,
+        "joint_forward": False,
+        "memory_init": "view",
+        "lr_schedule": "cosine",
         "granularities": 4,
         "memory_momentum": 0.95,
         "target_tau": 0.01,
@@ -136,9 +166,15 @@ class CoDA(EncoderMethod):
         "detector_granularity": 0,
     }
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
-        "digits": {"epochs": 24, "cluster_num": 10},
+        # train_udar_oh_coda.py ll. 81, 90, 100; network.py ll. 459-462 (module docstring)
+        "paper": {"lr": 3e-3, "lr_schedule": "constant", "batch_size": 16, "weight_decay": 1e-5},
+        "digits": {"epochs": 24},
         "features": {"epochs": 30, "cluster_num": 50},
+    }
+    dataset_profiles: ClassVar[dict[str, dict[str, Any]]] = {
+        "officehome": {"cluster_num": 100},  # shells/run_coda.sh l. 2
+        "office31": {"cluster_num": 50},  # shells/run_coda.sh l. 2 at commit 304dc94
+        "domainnet": {"cluster_num": 7},  # no script: image_CLEF's rule cluster_num = classes (l. 3 there)
     }
 
     def _init_heads(self, mem_a: torch.Tensor, mem_b: torch.Tensor) -> tuple[nn.ModuleList, nn.ModuleList]:
@@ -164,8 +200,9 @@ class CoDA(EncoderMethod):
     def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
         hp = self.hp
         dev = self.ctx.device
-        mem_a = self.init_memory(domain_a, float(hp["memory_momentum"]))
-        mem_b = self.init_memory(domain_b, float(hp["memory_momentum"]))
+        src = str(hp["memory_init"])
+        mem_a = self.init_memory(domain_a, float(hp["memory_momentum"]), src)
+        mem_b = self.init_memory(domain_b, float(hp["memory_momentum"]), src)
         self.heads_a, self.heads_b = self._init_heads(mem_a.bank, mem_b.bank)
         mem_a.bank, mem_b.bank = mem_a.bank.to(dev), mem_b.bank.to(dev)
         n_g = len(self.heads_a)
@@ -177,10 +214,8 @@ class CoDA(EncoderMethod):
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
         ) -> tuple[torch.Tensor, dict[str, float]]:
             ia, ib = idx_a.to(dev), idx_b.to(dev)
-            fa = self.features(
-                self.view(domain_a, idx_a)
-            )  # separate passes: per-domain BN batches (official)
-            fb = self.features(self.view(domain_b, idx_b))
+            # official: one pass per domain (per-domain BN batches), ``joint_forward=False``
+            fa, fb = self.forward_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
             iss_a = iss_b = cca = fa.new_zeros(())
             for ha, hb in zip(self.heads_a, self.heads_b, strict=True):
                 iss_a = iss_a + iss_loss(ha(fa), iss_target(mem_a.bank[ia], ha.weight, tau))

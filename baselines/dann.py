@@ -20,13 +20,29 @@ Losses for a paired batch (``B`` views of A, ``B`` views of B; ``f`` L2-normalis
 Total: :math:`\\mathcal L = \\mathcal L^A_{inst} + \\mathcal L^B_{inst} + w\\,\\mathcal L_{adv}`, ``w = 1``.
 
 Compulsory customisation: DANN's label classifier on the source domain is removed (no labels in U²CDR);
-per-domain instance discrimination takes its place as the feature-learning signal. Other deviations:
-the domain classifier is the toolkit's two-layer ``DomainClassifier`` (256 hidden units, as UEM's
-discriminator, paper-spec §7 #7) instead of DANN's 1024-1024 three-layer one, so ``dann`` differs from
-UEM's stage 2 only by what UEM adds; its learning rate follows the profile's cosine schedule instead of
-DANN's ``mu_0 / (1 + 10 p)^0.75`` annealing. Retrieval and detection: cosine distance.
-Views: one default augmented view per sample and step; clean inputs for the memory init and ``embed``.
-The two domains' batches go through the encoder in one pass (``joint_forward=True``), so BatchNorm
+per-domain instance discrimination takes its place as the feature-learning signal.
+
+Discriminator and learning rates as the reference DANN implementation, tllib (thuml/Transfer-Learning-Library
+at c4aa59e): the discriminator has two hidden layers of 1024 units with BatchNorm and ReLU
+(:class:`~u2cdr_bench.blocks.grl.DomainDiscriminator`; ``tllib/modules/domain_discriminator.py`` ll. 29-46,
+``examples/domain_adaptation/image_classification/dann.py`` l. 76: ``hidden_size=1024``), and every new layer
+(bottleneck, head, discriminator) trains at the base lr while the pretrained backbone trains at 0.1 of it
+(``tllib/modules/classifier.py`` ll. 88-98 with ``finetune=True``, ``domain_discriminator.py`` ll. 58-59),
+i.e. the discriminator at **10x the backbone's lr**. In the ``paper`` profile (finetuning) the base lr of our
+schedule is the backbone's, so the encoder head and the discriminator get
+``head_lr_mult = disc_lr_mult = 10``. In ``features`` mode the trained encoder is itself a new layer (a fresh
+head on frozen features: tllib's bottleneck) and ``digits`` trains its CNN from scratch (tllib's
+``finetune=False``: the backbone at the base lr too), so there every part trains at the shared lr
+(``head_lr_mult = disc_lr_mult = 1``), as tllib's ratios between the new layers are 1.
+``discriminator="two-layer"`` gives the toolkit's ``DomainClassifier`` (256 hidden units, UEM's discriminator,
+paper-spec §7 #7), with which ``dann`` differs from UEM's stage 2 only by what UEM adds.
+
+Other deviations: the learning rate follows the profile's cosine schedule instead of tllib's
+``lr (1 + 0.001 i)^-0.75`` (``dann.py`` l. 81; DANN's ``mu_0 / (1 + 10 p)^0.75``), and the GRL coefficient
+DANN's ``lambda_p`` over the whole run instead of tllib's warm start over its first 1000 iterations. Retrieval
+and detection: cosine distance. Views: one default augmented view per sample and step; clean inputs for the
+memory init and ``embed``. The two domains' batches go through the encoder in one pass
+(``joint_forward=True``, as tllib's ``dann.py`` ll. 167-170 concatenates ``x_s`` and ``x_t``), so BatchNorm
 normalises training batches with statistics of both domains, as its eval-mode running statistics do.
 """
 
@@ -37,13 +53,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from u2cdr_bench.blocks.grl import DomainClassifier, dann_lambda, domain_adversarial_loss
+from u2cdr_bench.blocks.grl import DomainClassifier, DomainDiscriminator, dann_lambda, domain_adversarial_loss
 from u2cdr_bench.blocks.losses import instance_nce
 from u2cdr_bench.blocks.memory import MemoryBank
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
-from u2cdr_bench.methods.hparams import Range, Space
+from u2cdr_bench.methods.hparams import Choice, Range, Space
 from u2cdr_bench.training import steps_per_epoch
 
 
@@ -63,6 +79,7 @@ class Dann(EncoderMethod):
         "adv_weight": Range(0),
         "gamma": Range(0),
         "disc_lr_mult": Range(0),
+        "discriminator": Choice("tllib", "two-layer"),
     }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200,
@@ -70,17 +87,20 @@ class Dann(EncoderMethod):
         "memory_momentum": 0.5,
         "adv_weight": 1.0,
         "gamma": 10.0,
-        "disc_hidden": 256,
+        "discriminator": "tllib",
+        "disc_hidden": 1024,
         "disc_lr_mult": 1.0,
+        "head_lr_mult": 1.0,
         "joint_forward": True,
     }
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
+        # tllib: new layers at 10x the pretrained backbone's lr (module docstring)
+        "paper": {"disc_lr_mult": 10.0, "head_lr_mult": 10.0},
         "digits": {"epochs": 24},
         "features": {"epochs": 30},
     }
 
-    classifier: DomainClassifier
+    classifier: torch.nn.Module
     banks: tuple[MemoryBank, MemoryBank]
 
     def setup(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
@@ -90,16 +110,30 @@ class Dann(EncoderMethod):
             self.init_memory(domain_a, hp["memory_momentum"]),
             self.init_memory(domain_b, hp["memory_momentum"]),
         )
-        self.classifier = DomainClassifier(self.banks[0].dim, int(hp["disc_hidden"])).to(self.ctx.device)
+        kind = hp["discriminator"]
+        if kind == "tllib":
+            self.classifier = DomainDiscriminator(self.banks[0].dim, int(hp["disc_hidden"]))
+        elif kind == "two-layer":
+            self.classifier = DomainClassifier(self.banks[0].dim, int(hp["disc_hidden"]))
+        else:
+            from u2cdr_bench.errors import UserError
 
-    def encode_pair(self, xa: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features ``[B_A, D]``, ``[B_B, D]`` of both batches: one encoder pass over the
-        concatenation (``joint_forward``: BatchNorm statistics mix the domains, as the eval-mode running
-        statistics do) or one pass per domain (BatchNorm normalises each domain by its own batch)."""
-        if self.hp["joint_forward"]:
-            f = self.features(torch.cat([xa, xb]))
-            return f[: len(xa)], f[len(xa) :]
-        return self.features(xa), self.features(xb)
+            raise UserError(
+                f"Hyper-parameter discriminator of method dann must be 'tllib' or 'two-layer', got {kind!r}."
+            )
+        self.classifier = self.classifier.to(self.ctx.device)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The encoder's backbone at the lr, its head at ``head_lr_mult`` times it (tllib's new layers)."""
+        head = getattr(self.encoder, "head", None)
+        if head is None:
+            return super().param_groups()
+        in_head = {id(p) for p in head.parameters()}
+        rest = [p for p in self.encoder.parameters() if id(p) not in in_head]
+        return [
+            {"params": rest},
+            {"params": list(head.parameters()), "lr_mult": float(self.hp["head_lr_mult"])},
+        ]
 
     def losses(
         self, xa: torch.Tensor, xb: torch.Tensor, idx_a: torch.Tensor, idx_b: torch.Tensor, lam: float
@@ -110,7 +144,7 @@ class Dann(EncoderMethod):
         the features ``fa``, ``fb`` ``[B, D]``. The memory banks are not updated here.
         """
         bank_a, bank_b = self.banks
-        fa, fb = self.encode_pair(xa, xb)
+        fa, fb = self.forward_pair(xa, xb)
         inst_a = instance_nce(fa, bank_a.bank.clone(), idx_a, tau=self.hp["tau"])
         inst_b = instance_nce(fb, bank_b.bank.clone(), idx_b, tau=self.hp["tau"])
         adv = domain_adversarial_loss(self.classifier, fa, fb, lam=lam, reduction="mean")

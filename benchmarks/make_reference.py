@@ -1,46 +1,157 @@
-"""Write the committed reference records of the CI metric regression grid (results/reference/).
+"""Write the CI metric-regression references: the grid's records and the tolerances measured from its spread.
 
-Grid: every registered method × the three settings × two digits pairs (optdigits:printed, printed:optdigits),
-seed 2024, ``--epochs-scale 0.1`` (a short schedule). Re-run after an intended change of numbers:
+Grid (``GRID``): every registered method × the three settings × two digits pairs (optdigits:printed,
+printed:optdigits), seed 2024, ``--epochs-scale`` ``EPOCHS_SCALE``. Steps, each resumable:
 
-    .venv/bin/python benchmarks/make_reference.py [--methods uem,pcs]
+1. the reference records, seed 2024, this machine's default kernel preset -> ``results/reference/``;
+2. the same grid at the spread seeds (``--spread-seeds``, default 2025-2028) -> ``<work>/seed-<s>/``;
+3. the same grid at seed 2024 under each imitated CPU (``--imitations``, default avx2, avx), each in a
+   subprocess with ``U2CDR_IMITATE_CPU`` set before the libraries load -> ``<work>/imitate-<name>/``;
+4. ``results/reference_tolerance.json``: per method and metric the cell averages of steps 1-3, their
+   center and the tolerance of :class:`u2cdr_bench.regress.Rule`.
+
+    .venv/bin/python benchmarks/make_reference.py                   # all four steps (about 1 h on 2 cores)
+    .venv/bin/python benchmarks/make_reference.py --methods uem,pcs  # refresh some methods only
+    .venv/bin/python benchmarks/make_reference.py --jobs 2           # two grid passes at a time
+
+``--methods`` re-runs those methods' passes and rewrites their tolerance entries, keeping the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from u2cdr_bench.data.registry import DataOptions
-from u2cdr_bench.methods import method_names
-from u2cdr_bench.protocols import setting_names
-from u2cdr_bench.runner import Runner, plan
-
+ROOT = Path(__file__).resolve().parents[1]
 PAIRS = "optdigits:printed,printed:optdigits"
 SEED = 2024
 EPOCHS_SCALE = 0.1
+SPREAD_SEEDS = (2025, 2026, 2027, 2028)
+IMITATIONS = ("avx2", "avx")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("results/reference"))
-    ap.add_argument("--methods", default=None, help="comma-separated subset (default: all registered)")
-    args = ap.parse_args()
-    methods = args.methods.split(",") if args.methods else method_names()
+def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool) -> None:
+    """Run the grid at ``seed`` into ``out`` in this process (skips finished records unless ``force``)."""
+    from u2cdr_bench.data.registry import DataOptions
+    from u2cdr_bench.methods import method_names
+    from u2cdr_bench.protocols import setting_names
+    from u2cdr_bench.runner import Runner, plan
+
     options = DataOptions(quiet=True)
-    runner = Runner(options, args.out, force=True)
-    for method in methods:
+    runner = Runner(options, out, force=force)
+    for method in methods or method_names():
         for setting in setting_names():
-            for cfg in plan(method, "digits", setting, PAIRS, [SEED], options, epochs_scale=EPOCHS_SCALE):
+            for cfg in plan(method, "digits", setting, PAIRS, [seed], options, epochs_scale=EPOCHS_SCALE):
+                if runner.is_done(cfg):
+                    continue
                 t = time.perf_counter()
                 rec = runner.run(cfg)
                 m = rec["metrics"]
                 print(
-                    f"{method:16s} {setting:9s} {rec['task']['pair']}: map_all {m['map_all']:.2f} "
+                    f"{out.name:14s} {method:16s} {setting:9s} {rec['task']['pair']}: "
+                    f"map_all {m['map_all']:.2f} "
                     f"p@1 {m['p@1']:.2f} acc {m.get('openset_accuracy')} ({time.perf_counter() - t:.1f} s)",
                     flush=True,
                 )
+
+
+def _pass_cmd(out: Path, seed: int, methods: list[str] | None, force: bool) -> list[str]:
+    cmd = [sys.executable, __file__, "--one-pass", str(out), "--seed", str(seed)]
+    if methods:
+        cmd += ["--methods", ",".join(methods)]
+    if force:
+        cmd.append("--force")
+    return cmd
+
+
+def run_passes(passes: list[tuple[list[str], dict[str, str]]], jobs: int) -> None:
+    """Run ``(command, extra environment)`` passes as subprocesses, ``jobs`` at a time; stop on a failure."""
+    running: list[subprocess.Popen] = []
+    todo = list(passes)
+    while todo or running:
+        while todo and len(running) < jobs:
+            cmd, extra = todo.pop(0)
+            env = {**os.environ, "U2CDR_THREADS": "1", **extra}
+            running.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
+        time.sleep(1.0)
+        for p in list(running):
+            if p.poll() is not None:
+                running.remove(p)
+                if p.returncode != 0:
+                    raise SystemExit(f"grid pass failed ({p.returncode}): {' '.join(p.args)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "reference")
+    ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "reference-spread")
+    ap.add_argument("--methods", default=None, help="comma-separated subset (default: all registered)")
+    ap.add_argument("--spread-seeds", default=",".join(map(str, SPREAD_SEEDS)))
+    ap.add_argument("--imitations", default=",".join(IMITATIONS))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--one-pass", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
+    ap.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    methods = args.methods.split(",") if args.methods else None
+    if args.one_pass is not None:
+        one_pass(args.one_pass, args.seed, methods, args.force)
+        return
+
+    seeds = [int(s) for s in args.spread_seeds.split(",") if s]
+    imitations = [s for s in args.imitations.split(",") if s]
+    refresh = methods is not None
+    passes = [(_pass_cmd(args.out, SEED, methods, force=True), {})]
+    passes += [(_pass_cmd(args.work / f"seed-{s}", s, methods, refresh), {}) for s in seeds]
+    passes += [
+        (_pass_cmd(args.work / f"imitate-{i}", SEED, methods, refresh), {"U2CDR_IMITATE_CPU": i})
+        for i in imitations
+    ]
+    run_passes(passes, args.jobs)
+    write_tolerances(args.out, args.work, seeds, imitations, methods)
+
+
+def write_tolerances(
+    ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
+) -> Path:
+    from u2cdr_bench.records import load_records
+    from u2cdr_bench.regress import Rule, build_tolerances, cell_averages, default_tolerance_path
+    from u2cdr_bench.reproducibility import describe, machine_info
+
+    def averages(folder: Path) -> dict[str, dict[str, float]]:
+        recs = [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
+        return cell_averages(recs)
+
+    per_seed = {SEED: averages(ref_dir)} | {s: averages(work / f"seed-{s}") for s in seeds}
+    per_imitation = {i: averages(work / f"imitate-{i}") for i in imitations}
+    rule = Rule()
+    table = build_tolerances(per_seed, per_imitation, rule)
+    path = default_tolerance_path(ref_dir)
+    old = json.loads(path.read_text()) if path.exists() and methods is not None else {"methods": {}}
+    data = {
+        "grid": {"pairs": PAIRS, "seed": SEED, "epochs_scale": EPOCHS_SCALE, "settings": "all"},
+        "rule": {
+            "z": rule.z,
+            "floor": rule.floor,
+            "margin": rule.margin,
+            "text": "fail iff |mean over cells - center| > "
+            "max(floor, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
+        },
+        "spread_seeds": [SEED, *seeds],
+        "imitations": imitations,
+        "made_on": describe(machine_info()),
+        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "methods": {**old["methods"], **table},
+    }
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 if __name__ == "__main__":

@@ -24,9 +24,11 @@ def offline(tmp_path: Path, monkeypatch) -> Path:
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
     bb._loaded.cache_clear()
+    bb._head_state.cache_clear()
     yield tmp_path / "weights"
     torch.hub.set_dir(old)
     bb._loaded.cache_clear()
+    bb._head_state.cache_clear()
 
 
 def test_registry_names_dims_and_preprocessing() -> None:
@@ -163,6 +165,43 @@ def test_fake_moco_checkpoint_keys_are_renamed(tmp_path: Path, offline: Path) ->
     torch.save(trunk.state_dict(), plain)
     with pytest.raises(UserError, match="module.encoder_q"):
         bb.load_backbone(f"moco-v2-r50:{plain}")
+
+
+def test_finetune_encoder_takes_the_moco_projection_head(tmp_path: Path, offline: Path) -> None:
+    """UCDIR / DG-UCDIR load the whole ``encoder_q`` with its 2048-2048-128 MLP (UCDIR ``main.py``
+    ll. 169-184): finetune mode builds backbone + that pretrained head when the checkpoint has it."""
+    torch.manual_seed(3)
+    trunk = torchvision.models.resnet50(weights=None).eval()
+    state = {f"module.encoder_q.{k}": v for k, v in trunk.state_dict().items() if not k.startswith("fc.")}
+    fc0, fc2 = torch.nn.Linear(2048, 2048), torch.nn.Linear(2048, 128)
+    for i, lin in ((0, fc0), (2, fc2)):
+        state[f"module.encoder_q.fc.{i}.weight"] = lin.weight.detach().clone()
+        state[f"module.encoder_q.fc.{i}.bias"] = lin.bias.detach().clone()
+    path = tmp_path / "moco_v2_800ep_pretrain.pth.tar"
+    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state}, path)
+    head = bb.moco_projection_head(state)
+    assert sorted(head) == ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"]
+    build = bb.finetune_encoder_factory(f"moco-v2-r50:{path}")
+    enc, enc2 = build(), build()
+    assert enc.training and enc.out_dim == 128 and enc is not enc2
+    assert enc.head.net[0].weight.shape == (2048, 2048)
+    x = torch.rand(2, 3, 64, 64)
+    mean = torch.tensor(bb.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(bb.IMAGENET_STD).view(1, 3, 1, 1)
+    enc.eval()
+    trunk.fc = torch.nn.Sequential(fc0, torch.nn.ReLU(), fc2)  # MoCo v2's query encoder, end to end
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), trunk((x - mean) / std), rtol=1e-4, atol=1e-5)
+    # a checkpoint without the MLP (MoCo v1: one linear fc) gets the fresh 2048 -> 512 -> 128 head
+    del state["module.encoder_q.fc.2.weight"], state["module.encoder_q.fc.2.bias"]
+    del state["module.encoder_q.fc.0.weight"], state["module.encoder_q.fc.0.bias"]
+    assert bb.moco_projection_head(state) is None
+    plain = tmp_path / "v1" / "moco_v2_800ep_pretrain.pth.tar"
+    plain.parent.mkdir()
+    torch.save({"state_dict": state}, plain)
+    fresh = bb.finetune_encoder_factory(f"moco-v2-r50:{plain}")()
+    assert fresh.head.net[0].weight.shape == (512, 2048) and fresh.out_dim == 128
+    assert bb.finetune_encoder_factory("tiny-random")().head.net[0].weight.shape == (512, 64)
 
 
 def test_missing_weights_name_the_file_and_the_folder(offline: Path) -> None:

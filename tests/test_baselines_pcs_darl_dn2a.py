@@ -232,9 +232,10 @@ def _ctx(epochs_scale: float = 1.0, seed: int = 0) -> FitContext:
     ("name", "scale", "hp", "margin"),
     [
         ("pcs", 0.5, {}, 15.0),
-        # DARL's attached neighbour search has no reliability check: on these strongly shifted domains it
-        # helps only once the memory is meaningful, so the warm-up is a third of the run
-        ("darl", 1.0, {"nn_warmup": 10}, 8.0),
+        ("darl", 1.0, {}, 8.0),
+        # darl-nn's neighbour loss has no reliability check: on these strongly shifted domains it helps only
+        # once the memory is meaningful, so the warm-up is a third of the run
+        ("darl-nn", 1.0, {"nn_warmup": 10}, 8.0),
         ("dn2a", 0.5, {}, 15.0),
     ],
 )

@@ -15,13 +15,15 @@ from u2cdr_bench.methods.base import VIEW_SETS, Method
 from u2cdr_bench.methods.hparams import Choice, Items, Range, check_declared, check_value, describe
 
 PROFILES = ("paper", "digits", "features", "domainnet")
+METHOD_PROFILES = (None, "office31", "officehome", "domainnet")
 
 
 def _all_values(cls: type[Method]) -> dict[str, list]:
     values: dict[str, list] = {}
     for prof in PROFILES:
-        for k, v in cls.resolve_hparams(prof).items():
-            values.setdefault(k, []).append(v)
+        for dataset in METHOD_PROFILES:  # the official per-dataset values too
+            for k, v in cls.hparams_for(prof, dataset).items():
+                values.setdefault(k, []).append(v)
     return values
 
 

@@ -5,3 +5,8 @@ Cross-Domain Retrieval", NeurIPS 2024); the baselines live in :mod:`u2cdr_bench.
 """
 
 __version__ = "0.1.0"
+
+# Pin the numerical libraries' kernels before any of them loads (u2cdr_bench.reproducibility, issue 17).
+from .reproducibility import apply_at_import as _apply_at_import  # noqa: E402
+
+_apply_at_import()

@@ -14,8 +14,9 @@ name               out_dim  weights
 ``resnet50``       2048     torchvision ImageNet (IMAGENET1K_V1), ``resnet50-0676ba61.pth``
 ``resnet18``       512      torchvision ImageNet (IMAGENET1K_V1), ``resnet18-f37072fd.pth``
 ``moco-v2-r50``    2048     MoCo v2, 800 epochs (the paper's initialisation, paper-spec §2.5),
-                            ``moco_v2_800ep_pretrain.pth.tar``; ``module.encoder_q.*`` keys renamed, the
-                            MLP head dropped
+                            ``moco_v2_800ep_pretrain.pth.tar``; ``module.encoder_q.*`` keys renamed; its
+                            2048-2048-128 projection MLP becomes the finetune head
+                            (:func:`finetune_encoder_factory`)
 ``clip-vit-b-32``  512      OpenAI CLIP ViT-B/32 image tower through open_clip (QuickGELU)
 ``tiny-random``    64       a seeded, randomly initialised 4-layer CNN: smoke tests only, never a result
 =================  =======  ===========================================================================
@@ -31,6 +32,12 @@ Example::
     net = load_backbone("effnet-lite0")            # eval mode, [B, 3, 224, 224] in [0, 1] -> [B, 1280]
     factory = backbone_factory("resnet50")          # finetune: fresh trainable copies, no classifier
     make_encoder_factory("image", (3, 224, 224), backbone_factory=factory)
+    finetune_encoder_factory("moco-v2-r50")         # backbone + head, MoCo's pretrained MLP as the head
+
+Finetune mode builds its encoders with :func:`finetune_encoder_factory`: the backbone plus a projection head,
+which is the checkpoint's own pretrained head when the checkpoint has one (MoCo v2's ``encoder_q.fc``
+MLP, 2048 -> 2048 -> 128, as UCDIR's ``main.py`` ll. 169-184 and DG-UCDIR's ``main_dgucdir.py`` ll. 111-132
+load the whole ``encoder_q``), else a fresh :class:`~u2cdr_bench.nets.MLPHead` (2048 -> 512 -> 128).
 """
 
 from __future__ import annotations
@@ -61,7 +68,10 @@ __all__ = [
     "WeightsSource",
     "backbone_factory",
     "backbone_fingerprint",
+    "finetune_encoder_factory",
     "load_backbone",
+    "moco_projection_head",
+    "pretrained_head_state",
     "parse_backbone",
     "resolve_weights",
     "weights_dir",
@@ -125,6 +135,8 @@ class BackboneSpec:
         weights: where the weights come from; ``None`` for a randomly initialised backbone.
         random_seed: seed of the random initialisation when ``weights`` is ``None``.
         classes: ``"imagenet"`` when ``classify`` gives ImageNet-1k logits, else ``None``.
+        head: ``head(weights_path) -> state dict | None``: the checkpoint's pretrained projection head in
+            :class:`~u2cdr_bench.nets.MLPHead` keys (``net.0.*``, ``net.2.*``), or ``None`` when it has none.
     """
 
     name: str
@@ -135,6 +147,7 @@ class BackboneSpec:
     weights: WeightsSource | None
     random_seed: int = 0
     classes: str | None = None
+    head: Callable[[Path], dict[str, torch.Tensor] | None] | None = None
 
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
@@ -418,6 +431,20 @@ def moco_to_resnet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.items() if not k.startswith("fc.")}
 
 
+def moco_projection_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """MoCo v2's query projection MLP ``fc.0`` (2048 -> 2048), ReLU, ``fc.2`` (2048 -> 128) as
+    :class:`~u2cdr_bench.nets.MLPHead` keys ``net.0.*`` / ``net.2.*``; ``None`` when the checkpoint has no
+    such head (MoCo v1: a single linear ``fc``)."""
+    keys = {f"net.{i}.{p}": f"{MOCO_PREFIX}fc.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+    if not all(src in state for src in keys.values()):
+        return None
+    return {dst: state[src] for dst, src in keys.items()}
+
+
+def _moco_head(path: Path) -> dict[str, torch.Tensor] | None:
+    return moco_projection_head(_load_state(path))
+
+
 def _make_moco(path: Path | None) -> nn.Module:
     net = ResNetTrunk("resnet50")
     if path is not None:
@@ -566,6 +593,7 @@ def _register_builtin() -> None:
                 verified=True,
                 note="facebookresearch/moco README (md5 prefix published there)",
             ),
+            head=_moco_head,
         )
     )
     clip_src, clip_pre = _clip_source("ViT-B-32", "openai")
@@ -731,5 +759,51 @@ def backbone_factory(name: str) -> Callable[[], nn.Module]:
 
     def build() -> nn.Module:
         return copy.deepcopy(proto).train()
+
+    return build
+
+
+@lru_cache(maxsize=4)
+def _head_state(name: str) -> dict[str, torch.Tensor] | None:
+    spec, _ = parse_backbone(name)
+    path = resolve_weights(name)
+    if spec.head is None or path is None:
+        return None
+    return spec.head(path)
+
+
+def pretrained_head_state(name: str) -> dict[str, torch.Tensor] | None:
+    """The pretrained projection head of backbone ``name``'s checkpoint (MLPHead keys), or ``None``."""
+    state = _head_state(name)
+    return None if state is None else {k: v.clone() for k, v in state.items()}
+
+
+def finetune_encoder_factory(name: str, out_dim: int = 128, hidden: int = 512) -> Callable[[], nn.Module]:
+    """Builder of finetune-mode encoders ``Encoder(backbone, head)`` for backbone ``name``.
+
+    The head is the checkpoint's pretrained projection MLP when it has one (MoCo v2: ``fc.0`` 2048 -> 2048,
+    ReLU, ``fc.2`` 2048 -> 128; its sizes replace ``hidden`` and ``out_dim``), loaded strictly, else a fresh
+    ``MLPHead(out_dim_backbone, hidden, out_dim)`` (:func:`u2cdr_bench.nets.make_encoder_factory`). Every call
+    returns new trainable copies of the same initial weights.
+    """
+    from .nets import Encoder, MLPHead, make_encoder_factory
+
+    factory = backbone_factory(name)
+    head_state = pretrained_head_state(name)
+    if head_state is None:
+        return make_encoder_factory("image", (3, 224, 224), out_dim, hidden, backbone_factory=factory)
+    in_dim, mid = int(head_state["net.0.weight"].shape[1]), int(head_state["net.0.weight"].shape[0])
+    out = int(head_state["net.2.weight"].shape[0])
+    head = MLPHead(in_dim, mid, out)
+    try:
+        head.load_state_dict(head_state, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"The projection head of backbone '{name}' does not fit an MLP: {err}") from None
+
+    def build() -> nn.Module:
+        bb = factory()
+        if int(bb.out_dim) != in_dim:
+            raise UserError(f"Backbone '{name}' gives {bb.out_dim}-d features but its head expects {in_dim}.")
+        return Encoder(bb, copy.deepcopy(head).train())
 
     return build

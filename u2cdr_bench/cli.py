@@ -258,9 +258,7 @@ def _run_all(runner, configs, quiet: bool) -> list[dict]:
             records[i] = _run_one(runner, cfg, label, display, wait=False)
             if records[i] is None:
                 deferred.append(i)
-                display.line(
-                    f"{label}: another u2cdr-bench process is running it; waiting for it at the end"
-                )
+                display.line(f"{label}: another u2cdr-bench process is running it; waiting for it at the end")
             else:
                 display.advance_runs()
         for i in deferred:
@@ -483,17 +481,26 @@ def regress(
     reference: Annotated[Path, typer.Option(metavar="DIR", help="Folder of reference records.")] = Path(
         "results/reference"
     ),
-    tolerance: Annotated[
-        float, typer.Option(metavar="POINTS", help="Allowed drop below the reference, in metric points.")
-    ] = 2.0,
+    tolerances: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Measured tolerances (default: reference_tolerance.json beside the folder)."
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(metavar="M,...", help="Comma-separated methods (default: all).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
-    """Re-run the reference grid and fail when a metric falls more than TOLERANCE below its reference."""
-    from .regress import run_regression
+    """Re-run the reference grid; fail when a method's cell average leaves its measured spread."""
+    from .regress import machine_lines, run_regression
 
-    failures = run_regression(reference, tolerance, console=err, quiet=quiet)
+    for line in machine_lines(reference):
+        err.print(line, markup=False)
+    wanted = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    failures = run_regression(reference, tolerances, console=err, quiet=quiet, methods=wanted)
     if failures:
-        err.print(f"[red]{len(failures)} metric(s) regressed beyond {tolerance} points[/red]")
+        err.print(f"[red]{len(failures)} regression(s) beyond the measured spread[/red]")
         for line in failures:
             err.print(f"  {line}", markup=False)
         raise typer.Exit(1)

@@ -460,7 +460,17 @@ def _extract_pending(
     partners: ImageSet | None,
     fp: dict,
 ) -> dict[str, ViewFeatures]:
-    """Extract the chunks still missing of each pending view (their locks held), then finalise them."""
+    """Extract the chunks still missing of each pending view (their locks held), then finalise them.
+
+    The runtime switches of :func:`u2cdr_bench.reproducibility.apply_runtime` are applied first, so a view
+    gets the same numbers whoever extracts it (a run, a benchmark, a resumed extraction in a new process).
+    """
+    from .reproducibility import ReproError, apply_runtime
+
+    try:
+        apply_runtime()
+    except ReproError as err:
+        raise UserError(str(err)) from None
     spec, _ = parse_backbone(backbone)
     pre = spec.preprocess
     result: dict[str, ViewFeatures] = {}

@@ -12,8 +12,8 @@ statements found anywhere in a module (function-level lazy imports included), of
 * the method's module and the modules of its base classes (``methods/base.py``, ``methods/common.py``,
   ``methods/uem/method.py`` for the ablations, ...);
 * the dataset's loader module (``data/digits.py``, ``data/real.py``, ``data/custom.py``);
-* ``training``, ``nets``, ``metrics``, ``retrieval`` and ``protocols``; ``features`` and ``backbones`` for
-  real images.
+* ``training``, ``nets``, ``metrics``, ``retrieval``, ``protocols`` and ``reproducibility`` (its kernel
+  pinning changes numbers); ``features`` and ``backbones`` for real images.
 
 Modules that cannot change a number are left out of the closure (:data:`NOT_NUMERIC`: errors, registries,
 hyper-parameter validation, progress display, records, tables, the CLI). Only ``u2cdr_bench`` modules count;
@@ -72,7 +72,7 @@ NOT_NUMERIC: frozenset[str] = frozenset(
 
 #: Modules every run executes besides its method and its dataset's loader.
 COMMON_ROOTS: tuple[str, ...] = tuple(
-    f"{PACKAGE}.{m}" for m in ("training", "nets", "metrics", "retrieval", "protocols")
+    f"{PACKAGE}.{m}" for m in ("training", "nets", "metrics", "retrieval", "protocols", "reproducibility")
 )
 #: Extra roots of runs on real images (features or finetune mode).
 IMAGE_ROOTS: tuple[str, ...] = (f"{PACKAGE}.features", f"{PACKAGE}.backbones")

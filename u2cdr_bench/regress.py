@@ -1,70 +1,214 @@
-"""Metric regression: re-run the committed reference grid and compare (issue: "Metric regression in CI").
+"""Metric regression that passes on any x86 machine and still catches a real regression (issue 17).
 
-``results/reference/`` holds records of a small fixed grid on ``digits`` (every registered method × the three
-settings × two pairs, seed 2024, a short schedule). Each reference record's config is re-run from scratch
-into a temporary folder; a metric that falls more than ``tolerance`` points below its reference is a failure.
-Higher values pass (they are improvements; refresh the references with ``benchmarks/make_reference.py``).
+``results/reference/`` holds the records of a small fixed grid on ``digits`` (every registered method × the
+three settings × two pairs, seed 2024, the short schedule of ``benchmarks/make_reference.py``).
+``results/reference_tolerance.json`` holds, per method and metric, the **average over the method's grid
+cells** measured at several run seeds and under imitated CPUs, and the tolerance derived from that spread.
+
+A single record is not compared with its reference: on another CPU one changed rounding flips a discrete
+decision (an Elbow K, a k-means assignment) and the run goes its own way, which is what a new seed does too
+(measured in ``docs/reliability.md``). What is compared is each method's cell average, which moves far less:
+
+    fail  iff  |mean_cells(fresh) - center| > tolerance          (two-sided, see :func:`compare`),
+
+    center    = mean over the measured seeds of the cell average,
+    tolerance = max(floor, z * sd_seeds * sqrt(1 + 1/n_seeds), margin * max |imitated - center|),
+
+with ``z``, ``floor`` and ``margin`` stored in the tolerance file (``make_reference.py`` writes it). A run
+that crashes is a failure too. After an intended change of numbers, refresh the references.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from .data.registry import DataOptions
 from .errors import UserError
 from .records import load_records
+from .reproducibility import describe, machine_info, same_kernels
 from .runner import RunConfig, Runner
 
 #: Metrics compared by the regression (all are "higher is better").
 REGRESSED = ("map_all", "p@1", "map_at_r", "openset_accuracy")
+TOLERANCE_FILE = "reference_tolerance.json"
 
 
-def compare(reference: dict, fresh: dict, tolerance: float) -> list[str]:
-    """Lines describing every metric of ``fresh`` more than ``tolerance`` below ``reference``."""
+def default_tolerance_path(reference_dir: Path) -> Path:
+    """``results/reference_tolerance.json`` beside ``results/reference/``."""
+    return Path(reference_dir).parent / TOLERANCE_FILE
+
+
+def cell_averages(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{method: {metric: mean over the method's records of that metric}}`` (null values skipped)."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for rec in records:
+        per = sums.setdefault(rec["config"]["method"], {})
+        for key in REGRESSED:
+            value = rec["metrics"].get(key)
+            if value is not None:
+                per.setdefault(key, []).append(float(value))
+    return {m: {k: sum(v) / len(v) for k, v in per.items()} for m, per in sums.items()}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a tolerance is derived from the measured spread (stored in the tolerance file)."""
+
+    z: float = 4.0
+    floor: float = 0.5
+    margin: float = 1.25
+
+    def tolerance(self, seeds: list[float], imitated: list[float]) -> tuple[float, float]:
+        """``(center, tolerance)`` from the seed averages and the imitated-CPU averages of one metric."""
+        n = len(seeds)
+        center = sum(seeds) / n
+        sd = math.sqrt(sum((s - center) ** 2 for s in seeds) / (n - 1)) if n > 1 else 0.0
+        dev = max((abs(v - center) for v in imitated), default=0.0)
+        tol = max(self.floor, self.z * sd * math.sqrt(1.0 + 1.0 / n), self.margin * dev)
+        return center, tol
+
+
+def build_tolerances(
+    per_seed: dict[int, dict[str, dict[str, float]]],
+    per_imitation: dict[str, dict[str, dict[str, float]]],
+    rule: Rule,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per method and metric: the seed and imitation averages, ``center``, ``sd`` and ``tolerance``."""
+    methods = sorted({m for avg in per_seed.values() for m in avg})
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in methods:
+        out[m] = {}
+        for key in REGRESSED:
+            seeds = {s: avg[m][key] for s, avg in per_seed.items() if key in avg.get(m, {})}
+            if not seeds:
+                continue
+            imit = {i: avg[m][key] for i, avg in per_imitation.items() if key in avg.get(m, {})}
+            center, tol = rule.tolerance(list(seeds.values()), list(imit.values()))
+            out[m][key] = {
+                "seeds": {str(s): round(v, 4) for s, v in sorted(seeds.items())},
+                "imitated": {i: round(v, 4) for i, v in sorted(imit.items())},
+                "center": round(center, 4),
+                "tolerance": round(tol, 4),
+            }
+    return out
+
+
+def load_tolerances(path: Path) -> dict[str, Any]:
+    """Read the tolerance file; a missing or malformed one is a :class:`UserError`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"No tolerance file {path}; write it with `python benchmarks/make_reference.py --spread`."
+        ) from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"Cannot read tolerance file {path}: {err}.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
+        raise UserError(f"Malformed tolerance file {path}: no 'methods' object.")
+    return data
+
+
+def compare(
+    fresh: dict[str, dict[str, float]], tolerances: dict[str, Any], methods: Iterable[str] | None = None
+) -> list[str]:
+    """Lines for every (method, metric) whose fresh cell average leaves ``center ± tolerance``.
+
+    The test is two-sided: on the short reference schedule a broken loss can *raise* a metric (a method that
+    stops learning stays at its initialisation, which on digits can score above early training), so a move
+    beyond the measured spread in either direction is reported; after an intended change, refresh the
+    references (``benchmarks/make_reference.py --methods ...``).
+    """
     bad = []
-    for key in REGRESSED:
-        ref, new = reference["metrics"].get(key), fresh["metrics"].get(key)
-        if ref is None:
+    table = tolerances["methods"]
+    for m in sorted(methods if methods is not None else table):
+        if m not in table:
+            bad.append(f"{m}: no tolerance measured (run benchmarks/make_reference.py --methods {m})")
             continue
-        if new is None or new < ref - tolerance:
-            c = reference["config"]
+        for key, tol in table[m].items():
+            new = fresh.get(m, {}).get(key)
+            lo, hi = tol["center"] - tol["tolerance"], tol["center"] + tol["tolerance"]
+            if new is not None and lo <= new <= hi:
+                continue
+            shown = "missing" if new is None else f"{new:.2f}"
+            verdict = "regressed" if new is None or new < lo else "moved above its spread"
             bad.append(
-                f"{c['method']} {c['dataset']} {c['setting']} {c['query']}->{c['gallery']} seed {c['seed']}: "
-                f"{key} {new if new is None else round(new, 2)} < reference {ref:.2f} - {tolerance}"
+                f"{m}: {key} {verdict}: average over its reference cells {shown}, measured "
+                f"{tol['center']:.2f} ± {tol['tolerance']:.2f}"
             )
     return bad
 
 
+def run_grid(
+    reference_dir: Path,
+    out_dir: Path,
+    methods: list[str] | None = None,
+    console: Console | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Re-run every reference config (optionally only ``methods``) into ``out_dir``.
+
+    Returns ``(fresh records, failure lines)``: a run that raises anything but a :class:`UserError` (e.g. a
+    non-finite loss) is a failure line and is skipped.
+    """
+    refs = load_records(reference_dir)
+    if methods is not None:
+        unknown = sorted(set(methods) - {r["config"]["method"] for r in refs})
+        if unknown:
+            raise UserError(f"No reference records of {', '.join(unknown)} in {reference_dir}.")
+        refs = [r for r in refs if r["config"]["method"] in methods]
+    if not refs:
+        raise UserError(f"No reference records in {reference_dir}.")
+    runner = Runner(DataOptions(quiet=True), Path(out_dir), force=True)
+    fresh: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for i, ref in enumerate(refs, 1):
+        cfg = RunConfig(**ref["config"])
+        try:
+            rec = runner.run(cfg)
+        except UserError:
+            raise
+        except Exception as err:  # a crash is a regression to report, not a traceback
+            failures.append(f"{cfg.method}: {cfg.setting} {cfg.query}->{cfg.gallery} failed: {err}")
+            continue
+        fresh.append(rec)
+        if console is not None:
+            console.print(
+                f"[{i}/{len(refs)}] {cfg.method} {cfg.setting} {cfg.query}->{cfg.gallery} seed {cfg.seed}: "
+                f"map_all {rec['metrics']['map_all']:.2f} (ref {ref['metrics']['map_all']:.2f})",
+                markup=False,
+            )
+    return fresh, failures
+
+
+def machine_lines(reference_dir: Path) -> list[str]:
+    """Where the references were made and where this re-run runs, when they differ (else one line)."""
+    refs = load_records(reference_dir)
+    made = [r.get("env", {}).get("machine") for r in refs[:1]]
+    here = machine_info()
+    ref_info = made[0] if made else None
+    if same_kernels(ref_info, here):
+        return [f"machine: {describe(here)} (same kernels as the references)"]
+    return [f"references made on: {describe(ref_info)}", f"this re-run on:     {describe(here)}"]
+
+
 def run_regression(
     reference_dir: Path,
-    tolerance: float,
+    tolerance_path: Path | None = None,
     console: Console | None = None,
     quiet: bool = False,
     methods: list[str] | None = None,
 ) -> list[str]:
-    """Re-run every reference config (optionally only ``methods``); return the failure lines."""
-    refs = load_records(reference_dir)
-    if methods is not None:
-        refs = [r for r in refs if r["config"]["method"] in methods]
-    if not refs:
-        raise UserError(f"No reference records in {reference_dir}.")
-    failures: list[str] = []
+    """Re-run the reference grid (optionally only ``methods``); return the failure lines."""
+    tolerances = load_tolerances(tolerance_path or default_tolerance_path(reference_dir))
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(DataOptions(quiet=True), Path(tmp), force=True)
-        for i, ref in enumerate(refs, 1):
-            cfg = RunConfig(**ref["config"])
-            fresh = runner.run(cfg)
-            bad = compare(ref, fresh, tolerance)
-            failures += bad
-            if console is not None and not quiet:
-                m, r = fresh["metrics"], ref["metrics"]
-                status = "FAIL" if bad else "ok"
-                console.print(
-                    f"[{i}/{len(refs)}] {cfg.method} {cfg.setting} {cfg.query}->{cfg.gallery}: "
-                    f"map_all {m['map_all']:.2f} (ref {r['map_all']:.2f}) {status}",
-                    markup=False,
-                )
-    return failures
+        fresh, failures = run_grid(reference_dir, Path(tmp), methods, console=None if quiet else console)
+    wanted = methods or sorted({r["config"]["method"] for r in load_records(reference_dir)})
+    crashed = {line.split(":", 1)[0] for line in failures}
+    return failures + compare(cell_averages(fresh), tolerances, [m for m in wanted if m not in crashed])

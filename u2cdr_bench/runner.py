@@ -37,6 +37,7 @@ from .nets import make_encoder_factory
 from .outdir import config_lock, write_or_rescue
 from .protocols import get_protocol
 from .records import config_hash, is_done, read_record, record_path
+from .reproducibility import ReproError, apply_runtime, machine_info
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def plan(
     method_cls = get_method(method)
     get_protocol(spec, setting, split_seed)
     mode, backbone, profile = input_mode(spec, options)
-    method_cls.resolve_hparams(profile, hparams or {})
+    method_cls.hparams_for(profile, spec.method_profile, hparams or {})
     from .protocols import settings
 
     setting = settings().canonical(setting)
@@ -176,6 +177,7 @@ def _git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
+    """A record's ``env`` block: versions, platform, git commit and :func:`machine_info` (``machine``)."""
     import faiss
 
     return {
@@ -186,6 +188,7 @@ def environment() -> dict[str, Any]:
         "faiss": getattr(faiss, "__version__", None),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
+        "machine": machine_info(),
     }
 
 
@@ -261,6 +264,10 @@ class Runner:
     def run(self, cfg: RunConfig, progress: ProgressFn | None = None) -> dict:
         """Run one config and write its record; returns the record."""
         t0 = time.perf_counter()
+        try:
+            apply_runtime()
+        except ReproError as err:
+            raise UserError(str(err)) from None
         threads = compute_threads()
         set_threads(threads)
         spec = get_dataset(cfg.dataset)
@@ -276,22 +283,24 @@ class Runner:
             )
         t_load = time.perf_counter() - t0
 
-        backbone_factory: Callable | None = None
-        if mode == "finetune":
-            from .backbones import backbone_factory as make_backbone
-
-            backbone_factory = make_backbone(backbone)
         input_shape = tuple(query.x.shape[1:])
+        if mode == "finetune":  # backbone + head; the checkpoint's own projection head when it has one
+            from .backbones import finetune_encoder_factory
+
+            encoder_factory: Callable = finetune_encoder_factory(backbone)
+        else:
+            encoder_factory = make_encoder_factory(query.kind, input_shape)
         num_classes = None
         if method_cls.needs_num_classes:
             num_classes = (len(protocol.query_classes), len(protocol.gallery_classes))
         ctx = FitContext(
             seed=cfg.seed,
-            encoder_factory=make_encoder_factory(query.kind, input_shape, backbone_factory=backbone_factory),
+            encoder_factory=encoder_factory,
             input_kind=query.kind,
             input_shape=input_shape,
             epochs_scale=cfg.epochs_scale,
             profile=profile,
+            method_profile=spec.method_profile,
             num_classes=num_classes,
             progress=progress or (lambda *a: None),
         )

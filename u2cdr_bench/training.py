@@ -68,8 +68,10 @@ class PairedSampler:
             yield self.a.take(self.batch_a), self.b.take(self.batch_b)
 
 
-def make_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+def make_sgd(
+    params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4, nesterov: bool = False
+) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
@@ -77,9 +79,56 @@ def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
 
 
+def inverse_lr(base_lr: float, step: int, gamma: float = 1e-4, power: float = 0.75) -> float:
+    """Inverse decay ``base_lr * (1 + gamma * step) ** (-power)`` (Caffe's ``inv`` policy).
+
+    PCS-FUDA steps it once per optimiser step with ``gamma = 1e-4``, ``power = 0.75``
+    (``pcs/utils/torchutils.py::lr_scheduler_invLR``); tllib's DANN uses the same form.
+    """
+    return base_lr * (1.0 + gamma * step) ** (-power)
+
+
+#: Learning-rate schedules of :func:`scheduled_lr` (hyper-parameter ``lr_schedule``).
+LR_SCHEDULES = ("cosine", "constant", "inverse")
+
+
+def scheduled_lr(kind: str, base_lr: float, step: int, total_steps: int, gamma: float = 1e-4) -> float:
+    """The learning rate at optimiser step ``step`` of ``total_steps`` under schedule ``kind``.
+
+    ``cosine``: :func:`cosine_lr` (the shared schedule, paper-spec §2.5); ``constant``: ``base_lr``
+    (CoDA, CDS: no scheduler is stepped); ``inverse``: :func:`inverse_lr` with ``gamma`` (PCS).
+    """
+    if kind == "cosine":
+        return cosine_lr(base_lr, step, total_steps)
+    if kind == "constant":
+        return base_lr
+    if kind == "inverse":
+        return inverse_lr(base_lr, step, gamma)
+    raise ValueError(f"unknown lr_schedule {kind!r}; valid: {', '.join(LR_SCHEDULES)}")
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+@torch.no_grad()
+def encode_views(
+    encoder: nn.Module, domain: UnlabeledDomain, generator: torch.Generator, batch_size: int = 512
+) -> torch.Tensor:
+    """Normalised eval-mode features ``[N, D]`` of one augmented view of every sample of ``domain``.
+
+    CoDA's official ``recompute_memory`` (``utils/utils.py``) fills the memory this way: the training
+    loader's transform (random crop + flip) with the network in ``eval()`` mode.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    for s in range(0, domain.n, batch_size):
+        idx = torch.arange(s, min(s + batch_size, domain.n))
+        out.append(F.normalize(encoder(domain.view(idx, generator)), dim=1))
+    encoder.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
 
 
 @torch.no_grad()

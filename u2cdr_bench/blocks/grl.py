@@ -49,8 +49,34 @@ class DomainClassifier(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+class DomainDiscriminator(nn.Module):
+    """tllib's DANN domain discriminator ``D -> hidden -> hidden -> 1`` with BatchNorm; logits ``[B]``.
+
+    ``Linear(D, h) - BN(h) - ReLU - Linear(h, h) - BN(h) - ReLU - Linear(h, 1)``, ``h = 1024`` in tllib's DANN
+    (thuml/Transfer-Learning-Library at c4aa59e: ``tllib/modules/domain_discriminator.py`` ll. 29-46 with
+    ``batch_norm=True``; ``examples/domain_adaptation/image_classification/dann.py`` l. 76). tllib ends in a
+    sigmoid and uses ``binary_cross_entropy``; we return the logit for ``binary_cross_entropy_with_logits``
+    (the same loss, numerically stable). Same interface as :class:`DomainClassifier`.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 1024) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
 def domain_adversarial_loss(
-    classifier: DomainClassifier,
+    classifier: nn.Module,
     feats_a: torch.Tensor,
     feats_b: torch.Tensor,
     lam: float = 1.0,

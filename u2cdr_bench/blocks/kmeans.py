@@ -41,6 +41,30 @@ def kmeanspp_init(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return centers
 
 
+def _lloyd_float64(x: np.ndarray, init: np.ndarray, niter: int) -> KMeansResult:
+    """Lloyd iterations in float64 from ``init`` (the ``float64-clustering`` switch of
+    :mod:`u2cdr_bench.reproducibility`): assignments and inertia do not depend on float32 SIMD rounding.
+    An emptied cluster keeps its previous centre."""
+    xd = x.astype(np.float64)
+    c = init.astype(np.float64)
+    sq = (xd * xd).sum(1)
+
+    def assign_of(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = sq[:, None] - 2.0 * xd @ c.T + (c * c).sum(1)[None, :]
+        a = d.argmin(1)
+        return a, np.maximum(d[np.arange(len(xd)), a], 0.0)
+
+    for _ in range(max(1, niter)):
+        a, _ = assign_of(c)
+        counts = np.bincount(a, minlength=len(c))
+        sums = np.zeros_like(c)
+        np.add.at(sums, a, xd)
+        full = counts > 0
+        c[full] = sums[full] / counts[full, None]
+    a, d = assign_of(c)
+    return KMeansResult(c.astype(np.float32), a.astype(np.int64), float(d.sum()))
+
+
 def kmeans(
     x: np.ndarray,
     k: int,
@@ -59,8 +83,17 @@ def kmeans(
     k = int(max(1, min(k, n)))
     rng = np.random.default_rng(seed)
     best: KMeansResult | None = None
+    from ..reproducibility import float64_clustering
+
+    in_float64 = float64_clustering() and not spherical
     for _ in range(max(1, nredo)):
         init = kmeanspp_init(x, k, rng)
+        if in_float64:
+            res = _lloyd_float64(x, init, niter)
+            rng.integers(2**31 - 1)  # keep the seed stream of the faiss path
+            if best is None or res.inertia < best.inertia:
+                best = res
+            continue
         km = faiss.Kmeans(
             d,
             k,

