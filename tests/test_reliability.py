@@ -167,12 +167,13 @@ def test_two_processes_on_one_config_train_it_once(tmp_path, cache):
     proc, lines = _popen([*args, "--out", str(out), "--cache-dir", str(cache)], tmp_path)
     lines.wait_for("another u2cdr-bench process is running it; waiting for it at the end")
     go.touch()  # the holder now trains and writes the record while the CLI waits
-    stdout, _ = proc.communicate(timeout=240)
-    assert holder.wait(timeout=60) == 0 and proc.returncode == 0
+    stdout = proc.stdout.read()  # type: ignore[union-attr]  # stderr belongs to the _Lines reader
+    proc.wait(timeout=240)
     err = lines.text()
+    assert holder.wait(timeout=60) == 0 and proc.returncode == 0, err
     assert "done by another process" in err and ": started" not in err, err  # the CLI did not train
     records = list(out.glob("*.json"))
-    assert len(records) == 1 and not list(out.glob(".*.lock"))
+    assert len(records) == 1 and not list(out.glob(".*.lock")), _files(out)
     assert json.loads(stdout)["created"] == read_record(records[0])["created"]
 
 

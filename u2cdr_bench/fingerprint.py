@@ -57,6 +57,7 @@ NOT_NUMERIC: frozenset[str] = frozenset(
         "tables",
         "cli",
         "cli_display",
+        "cli_run",
         "entry",
         "outdir",
         "fingerprint",
