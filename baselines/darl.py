@@ -169,7 +169,7 @@ class DARL(EncoderMethod):
             in_dim = int(math.prod(self.ctx.input_shape))
             return nn.Sequential(nn.Flatten(), DomainClassifier(in_dim, hidden))
         if kind == "encoder":
-            enc = self.ctx.encoder_factory()
+            enc = self.ctx.encoder_factory()  # a separate predictor network (random head in features mode)
             return nn.Sequential(enc, DomainClassifier(int(enc.out_dim), hidden))
         raise UserError(
             f"Hyper-parameter predictor of method darl must be 'input' or 'encoder', got {kind!r}."

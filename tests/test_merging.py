@@ -117,3 +117,28 @@ def test_single_prototype_domain_uses_the_other_threshold():
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         merge_prototypes(np.zeros((2, 3)), np.zeros((2, 4)), np.zeros(3), np.zeros(4))
+
+
+def test_pair_rule_merges_what_the_global_threshold_blocks():
+    """Eq. 9 per pair (``rule="pair"``) vs the literal global threshold, by hand.
+
+    A = {(0,0), (0.2,0), (10,0)}, B = {(0.1,0), (10.5,0), (-30,0)}, equal means (no translation).
+    Hungarian pairs (total 30.6): a0-b2 (30), a1-b0 (0.1), a2-b1 (0.5). Global threshold = min(0.2, 10.4) =
+    0.2, so only a1-b0 merges. Per pair: a2-b1 is 0.5 apart while a2's nearest A prototype is 9.8 away and
+    b1's nearest B prototype 10.4, so it merges too; a0-b2 (30 > min(0.2, 30.1)) does not.
+    """
+    from u2cdr_bench.blocks.merging import merge_prototypes
+
+    pa = np.array([[0.0, 0.0], [0.2, 0.0], [10.0, 0.0]])
+    pb = np.array([[0.1, 0.0], [10.5, 0.0], [-30.0, 0.0]])
+    mean = np.zeros(2)
+    literal = merge_prototypes(pa, pb, mean, mean)
+    assert literal.merged_pairs.tolist() == [[1, 0]]
+    assert literal.threshold == pytest.approx(0.2)
+    pair = merge_prototypes(pa, pb, mean, mean, rule="pair")
+    assert pair.merged_pairs.tolist() == [[1, 0], [2, 1]]
+    assert pair.matched_pairs.tolist() == [[0, 2], [1, 0], [2, 1]]
+    assert len(pair.proto_a) == 3 + 3 - 2
+    np.testing.assert_allclose(pair.proto_a[2], [10.25, 0.0])
+    with pytest.raises(ValueError, match="rule must be one of"):
+        merge_prototypes(pa, pb, mean, mean, rule="nope")

@@ -195,6 +195,28 @@ def test_sn2m_eqs15_17_both_switch_branches():
     assert torch.isfinite(f.grad).all()
 
 
+def test_sn2m_readings_for_a_sample_without_a_merged_partner():
+    """Row 1's own prototype (A's 1) is unmerged (a_to_b -> row 2, a translated A prototype)."""
+    f = t([[1.0, 0.0], [0.0, 1.0]])
+    own = t([[1.0, 0.0], [0.0, 1.0]])
+    merged_b = t([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    a_to_b = torch.tensor([0, 2])
+    cand = t([[0.8, 0.6], [0.0, 1.0]])
+    tg = sn2m_targets(f, own, a_to_b, merged_b, cand, own_merged=torch.tensor([True, False]))
+    assert tg.partnered.tolist() == [True, False]
+    l0 = -math.log((E + E**0.8) / (E + 1 + 1 / E + E**0.8 + 1))
+    l1 = -math.log(1 / (1 + E + 1 + E**0.6 + E))
+    assert sn2m_loss(f, merged_b, cand, tg, tau=1.0).item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+    # skip: row 1 has no term, the mean is over row 0 alone
+    assert sn2m_loss(f, merged_b, cand, tg, tau=1.0, unmerged="skip").item() == pytest.approx(l0, rel=1e-6)
+    # prototypes: row 1's denominator holds only P^{B'} (logits 0, 1, 0), its positive prototype 2 (logit 0)
+    l1p = -math.log(1 / (1 + E + 1))
+    got = sn2m_loss(f, merged_b, cand, tg, tau=1.0, unmerged="prototypes").item()
+    assert got == pytest.approx((l0 + l1p) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="unmerged must be one of"):
+        sn2m_loss(f, merged_b, cand, tg, unmerged="nope")
+
+
 def test_nn_match_loss_is_plain_cosine_nn_positive():
     f = t([[1.0, 0.0]])
     cand = t([[0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])

@@ -42,11 +42,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 __all__ = [
+    "MERGE_RULES",
     "MergeResult",
     "hungarian_match",
     "merge_prototypes",
     "merge_threshold",
     "min_intra_distance",
+    "nearest_intra_distance",
     "pairwise_euclidean",
     "translate_prototypes",
 ]
@@ -168,17 +170,46 @@ class MergeResult:
         return out
 
 
-def merge_prototypes(p_a: np.ndarray, p_b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray) -> MergeResult:
+def nearest_intra_distance(prototypes: np.ndarray) -> np.ndarray:
+    """``[K]``: each prototype's distance to its nearest other prototype of its set (``+inf`` if alone)."""
+    k = len(prototypes)
+    if k < 2:
+        return np.full(k, np.inf)
+    dist = pairwise_euclidean(prototypes, prototypes)
+    dist[np.arange(k), np.arange(k)] = np.inf
+    return dist.min(axis=1)
+
+
+#: Readings of Eq. 9's right-hand side: ``global`` (literal: one threshold, the smallest intra-domain
+#: prototype distance of either domain) or ``pair`` (each matched pair against its own prototypes' nearest
+#: neighbours in their domains).
+MERGE_RULES = ("global", "pair")
+
+
+def merge_prototypes(
+    p_a: np.ndarray, p_b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray, rule: str = "global"
+) -> MergeResult:
     """Eqs. 8–9 and the merged sets ``P^{A'}``, ``P^{B'}`` of paper-spec §2.2(d).
 
     Args:
         p_a: ``[K_A, D]`` prototypes of domain A (K-means centres of ``M^A``).
         p_b: ``[K_B, D]`` prototypes of domain B.
         mean_a: ``[D]`` mean of ``M^A``; ``mean_b``: ``[D]`` mean of ``M^B``.
+        rule: ``"global"`` — Eq. 9 as printed, ``d(p^{B->A}_{c'}, p^A_c) < min(min_{i!=j} d(p^A_i, p^A_j),
+            min_{i!=j} d(p^B_i, p^B_j))``: one threshold, set by the two closest prototypes of either domain
+            (with more clusters than classes, two centroids inside one class set it and almost nothing
+            merges); ``"pair"`` — each matched pair ``(c, c')`` against its own prototypes' nearest
+            neighbours,
+            ``d(p^{B->A}_{c'}, p^A_c) < min(min_{j!=c} d(p^A_c, p^A_j), min_{j!=c'} d(p^B_{c'}, p^B_j))``:
+            the pair merges when the two prototypes are closer to each other than either is to its own
+            domain's nearest other prototype (the same min-over-distances test, localised to the pair).
 
     Returns:
-        :class:`MergeResult`; ``|P^{A'}| = |P^{B'}| = K_A + K_B - C_merged``.
+        :class:`MergeResult`; ``|P^{A'}| = |P^{B'}| = K_A + K_B - C_merged``. ``threshold`` is the global
+        right-hand side under both rules (for the record).
     """
+    if rule not in MERGE_RULES:
+        raise ValueError(f"rule must be one of {MERGE_RULES}, got {rule!r}")
     p_a = np.asarray(p_a, dtype=np.float64)
     p_b = np.asarray(p_b, dtype=np.float64)
     if p_a.ndim != 2 or p_b.ndim != 2 or p_a.shape[1] != p_b.shape[1]:
@@ -190,7 +221,10 @@ def merge_prototypes(p_a: np.ndarray, p_b: np.ndarray, mean_a: np.ndarray, mean_
 
     rows, cols, dist = hungarian_match(p_a, p_b_in_a)
     threshold = merge_threshold(p_a, p_b)
-    keep = dist < threshold  # Eq. 9 (strict)
+    if rule == "global":
+        keep = dist < threshold  # Eq. 9 (strict)
+    else:
+        keep = dist < np.minimum(nearest_intra_distance(p_a)[rows], nearest_intra_distance(p_b)[cols])
     merged = np.stack([rows[keep], cols[keep]], axis=1) if keep.any() else np.zeros((0, 2), dtype=np.int64)
 
     merged_b_mask = np.zeros(k_b, dtype=bool)

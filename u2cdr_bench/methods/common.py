@@ -25,6 +25,7 @@ same optimiser, learning rate and batch size on a given profile unless its paper
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -42,7 +43,13 @@ from .base import FitContext, Method
 SCHEDULES: dict[str, dict[str, Any]] = {
     "paper": {"lr": 2e-4, "batch_size": 64, "weight_decay": 1e-4, "sgd_momentum": 0.9},
     "digits": {"lr": 0.05, "batch_size": 64, "weight_decay": 5e-4, "sgd_momentum": 0.9},
-    "features": {"lr": 0.01, "batch_size": 64, "weight_decay": 1e-4, "sgd_momentum": 0.9},
+    "features": {
+        "lr": 0.01,
+        "batch_size": 64,
+        "weight_decay": 1e-4,
+        "sgd_momentum": 0.9,
+        "head": "structure",
+    },
 }
 
 StepFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -64,7 +71,42 @@ class EncoderMethod(Method):
     def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:
         super().__init__(ctx, hparams)
         self.generator = seed_everything(ctx.seed)
-        self.encoder: nn.Module = ctx.encoder_factory().to(ctx.device)
+        head = self.hp.get("head")
+        encoder = ctx.encoder_factory(head=head) if head else ctx.encoder_factory()
+        self.encoder: nn.Module = encoder.to(ctx.device)
+        self._encoder_prepared = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's own ``fit`` first runs :meth:`prepare_encoder` (once per method object)."""
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is None or getattr(fit, "_prepares_encoder", False):
+            return
+
+        @functools.wraps(fit)
+        def fit_prepared(self: EncoderMethod, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+            if not self._encoder_prepared:
+                self._encoder_prepared = True
+                self.prepare_encoder(domain_a, domain_b)
+            return fit(self, domain_a, domain_b)
+
+        fit_prepared._prepares_encoder = True  # type: ignore[attr-defined]
+        cls.fit = fit_prepared  # type: ignore[method-assign]
+
+    @torch.no_grad()
+    def prepare_encoder(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        """Data-dependent initialisation of the head before training: features mode's
+        :class:`~u2cdr_bench.nets.StructureHead` gets the PCA of the pooled clean inputs of both domains
+        (no labels)."""
+        head = getattr(self.encoder, "head", None)
+        if not hasattr(head, "init_from_data"):
+            return
+        backbone = self.encoder.backbone
+        was_training = backbone.training
+        backbone.eval()
+        xs = [backbone(d.clean(torch.arange(d.n)).to(self.ctx.device)) for d in (domain_a, domain_b)]
+        backbone.train(was_training)
+        head.init_from_data(torch.cat(xs).cpu())
 
     # ----- features -------------------------------------------------------------------------
     def features(self, x: torch.Tensor, module: nn.Module | None = None) -> torch.Tensor:

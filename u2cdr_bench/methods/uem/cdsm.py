@@ -24,7 +24,15 @@ from ...blocks.losses import multi_positive_nce
 from .distance import nearest_by_delta
 from .idse import pairwise_euclidean_grad
 
-__all__ = ["Sn2mTargets", "adversarial_loss", "nn_match_loss", "sn2m_loss", "sn2m_targets", "spr_loss"]
+__all__ = [
+    "SN2M_UNMERGED",
+    "Sn2mTargets",
+    "adversarial_loss",
+    "nn_match_loss",
+    "sn2m_loss",
+    "sn2m_targets",
+    "spr_loss",
+]
 
 
 def spr_loss(f: torch.Tensor, f_frozen: torch.Tensor) -> torch.Tensor:
@@ -59,6 +67,8 @@ class Sn2mTargets:
             merged or not by Eq. 9.
         agree: ``[B]`` bool, ``neighbour_proto == proto_pos`` (the switch of Eq. 17: the neighbour is a
             positive only then).
+        partnered: ``[B]`` bool, the own prototype ``p^A_{c_i}`` merged with a B prototype by Eq. 9 (so
+            ``p~^A_{c_i}`` is a merged midpoint rather than A's own prototype translated into B).
     """
 
     own_proto: torch.Tensor
@@ -66,6 +76,16 @@ class Sn2mTargets:
     neighbour_proto: torch.Tensor
     proto_pos: torch.Tensor
     agree: torch.Tensor
+    partnered: torch.Tensor
+
+
+#: Readings of Eq. 17 for a sample whose own prototype has no merged partner (``p~^A_{c_i}`` is then A's own
+#: prototype translated into B, a member of ``P^{B'}`` that no B instance belongs to):
+#: ``literal`` — Eq. 17 as printed (that translated prototype is the positive, every B instance a negative);
+#: ``skip`` — such samples have no SN2M term (no cross-domain match exists for them, by Eq. 9);
+#: ``prototypes`` — the positive stays, but the denominator holds only the prototypes of ``P^{B'}`` (the
+#: B instances are not pushed away from a sample that has no partner among them).
+SN2M_UNMERGED = ("literal", "skip", "prototypes")
 
 
 @torch.no_grad()
@@ -75,6 +95,7 @@ def sn2m_targets(
     own_to_other: torch.Tensor,
     other_merged: torch.Tensor,
     candidates: torch.Tensor,
+    own_merged: torch.Tensor | None = None,
 ) -> Sn2mTargets:
     """Eqs. 15–16 and the switch of Eq. 17, all searches in the product distance ``delta``.
 
@@ -84,12 +105,15 @@ def sn2m_targets(
         own_to_other: ``[K_A]`` row of ``P^{B'}`` that each A prototype maps to (``MergeResult.a_to_b``).
         other_merged: ``[C~_B, D]`` B's merged structure ``P^{B'}``.
         candidates: ``[N, D]`` B's instance features searched by Eq. 16 (memory bank or batch).
+        own_merged: ``[K_A]`` bool, A's prototypes merged by Eq. 9 (``MergeResult.merged_a``); ``None`` =
+            all partnered.
     """
     own, _ = nearest_by_delta(f, own_prototypes)  # Eq. 15
     nb, _ = nearest_by_delta(f, candidates)  # Eq. 16
     nb_proto, _ = nearest_by_delta(candidates[nb], other_merged)
     pos = own_to_other[own]
-    return Sn2mTargets(own, nb, nb_proto, pos, nb_proto == pos)
+    partnered = torch.ones_like(own, dtype=torch.bool) if own_merged is None else own_merged[own]
+    return Sn2mTargets(own, nb, nb_proto, pos, nb_proto == pos, partnered)
 
 
 def sn2m_loss(
@@ -98,10 +122,12 @@ def sn2m_loss(
     candidates: torch.Tensor,
     targets: Sn2mTargets,
     tau: float = 0.07,
+    unmerged: str = "literal",
 ) -> torch.Tensor:
     """Eq. 17: ``(1/B) sum_i -log(Delta_i / (sum_c e^{f_i.p^{B'}_c/tau} + sum_j e^{f_i.x^B_j/tau}))``.
 
     ``Delta_i`` holds ``e^{f_i.p~/tau}`` and, when ``targets.agree[i]``, also ``e^{f_i.x^{A,B}_i/tau}``.
+    ``unmerged`` (:data:`SN2M_UNMERGED`) says what a sample without a merged own prototype contributes.
 
     Args:
         f: ``[B, D]`` features of domain A's batch (with gradient).
@@ -115,6 +141,16 @@ def sn2m_loss(
     pos = torch.zeros_like(logits, dtype=torch.bool)
     pos[rows, targets.proto_pos] = True
     pos[rows[targets.agree], c + targets.neighbour[targets.agree]] = True
+    if unmerged not in SN2M_UNMERGED:
+        raise ValueError(f"unmerged must be one of {SN2M_UNMERGED}, got {unmerged!r}")
+    alone = ~targets.partnered
+    if unmerged == "skip":
+        pos[alone] = False  # rows without a positive are left out of the mean
+    elif unmerged == "prototypes":
+        inst = torch.zeros_like(pos)
+        inst[alone, c:] = True
+        pos = pos & ~inst
+        logits = logits.masked_fill(inst, float("-inf"))
     return multi_positive_nce(logits, pos, reduction="mean")
 
 
