@@ -23,7 +23,7 @@ def _all_values(cls: type[Method]) -> dict[str, list]:
     for prof in PROFILES:
         for dataset in METHOD_PROFILES:  # the official per-dataset values too
             for k, v in cls.hparams_for(prof, dataset).items():
-                values.setdefault(k, []).append(v)
+                values.setdefault(k, []).append((prof, v))
     return values
 
 
@@ -32,11 +32,11 @@ def test_every_key_has_a_range_or_choices_and_every_value_fits(name):
     cls = get_method(name)
     space = cls.space()
     values = _all_values(cls)
-    assert check_declared(name, {k: v[0] for k, v in values.items()}, space) == []
-    default = cls.resolve_hparams("paper")
+    assert check_declared(name, {k: v[0][1] for k, v in values.items()}, space) == []
     for key, vals in values.items():
-        for v in vals:
-            check_value(name, key, v, space.get(key), default[key])  # raises if a default is out of range
+        for prof, v in vals:
+            default = cls.resolve_hparams(prof)[key]  # the profile's default fixes the inferred type
+            check_value(name, key, v, space.get(key), default)  # raises if a value is out of its space
 
 
 #: Assignments that declare values or spaces (their string keys do not count as reads).
@@ -77,7 +77,8 @@ def test_the_read_check_can_fail():
 @pytest.mark.parametrize("name", method_names())
 def test_every_key_is_read_by_the_method(name):
     cls = get_method(name)
-    unread = sorted(set(cls.resolve_hparams("paper")) - _read_keys(cls))
+    keys = {k for prof in PROFILES for k in cls.resolve_hparams(prof)}
+    unread = sorted(keys - _read_keys(cls))
     assert unread == [], f"{name} has keys its code never reads: {unread}"
 
 

@@ -96,6 +96,8 @@ SHARED: dict[str, Space] = {
     "lr_decay_gamma": Range(0),
     "head_lr_mult": Range(0),
     "backbone_lr_mult": Range(0),
+    # the trainable head over frozen features (nets.FEATURE_HEADS; features profile only)
+    "head": Choice("structure", "random"),
     # schedule, in epochs
     "epochs": Range(1),
     "warmup_epoch": Range(0),
