@@ -141,9 +141,9 @@ OWN_CASES = [
     (
         "",
         ["run", "--hp", "lr=abc", "--out", "{out}"],
-        "Hyper-parameter lr of method uem must be a number > 0, got 'abc'",
+        "Hyper-parameter lr of method uem must be a number >= 0, got 'abc'",
     ),
-    ("", ["run", "--hp", "lr=-1", "--out", "{out}"], "lr of method uem must be a number > 0, got -1"),
+    ("", ["run", "--hp", "lr=-1", "--out", "{out}"], "lr of method uem must be a number >= 0, got -1"),
     (
         "",
         ["run", "--hp", "batch_size=abc", "--out", "{out}"],

@@ -11,7 +11,7 @@ A method declares its hyper-parameters in two class attributes side by side:
 Spaces merge along the class hierarchy (a subclass entry overrides its parent's, which overrides
 :data:`SHARED`). :meth:`u2cdr_bench.methods.base.Method.resolve_hparams` checks every ``--hp`` override
 against its key's space before any work starts (``plan``) and raises :class:`~u2cdr_bench.errors.UserError`
-with one sentence, e.g. ``Hyper-parameter lr of method uem must be a number > 0, got -1.``; a key the method
+with one sentence, e.g. ``Hyper-parameter lr of method uem must be a number >= 0, got -1.``; a key the method
 does not have (does not read) is an error listing the valid keys. Cross-key rules (UEM's ``elbow_k_max >=
 elbow_k_min``) live in the method's ``check_hparams`` classmethod.
 
@@ -88,7 +88,7 @@ Space = Range | Choice | Items
 #: Keys several methods share, declared once. A method's own ``hparam_space`` entry overrides these.
 SHARED: dict[str, Space] = {
     # optimiser (methods.common.SCHEDULES)
-    "lr": Range(0, open_low=True),
+    "lr": Range(0),  # 0 freezes the weights (a diagnosis), a negative lr is an error
     "batch_size": Range(2),  # BatchNorm needs two samples per batch
     "weight_decay": Range(0),
     "sgd_momentum": Range(0, 1, open_high=True),
