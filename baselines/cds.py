@@ -64,6 +64,7 @@ from u2cdr_bench.blocks.losses import instance_nce
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Range, Space
 
 
 def cross_domain_entropy(
@@ -98,6 +99,12 @@ class Cds(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = False
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "cdm_weight": Range(0),
+        "top_k": Range(1),
+        "entropy_eps": Range(0, open_low=True),
+        "id_only_epochs": Range(0),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 7,
         "tau": 0.1,

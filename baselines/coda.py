@@ -82,6 +82,7 @@ from u2cdr_bench.blocks.kmeans import kmeans
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Choice, Range, Space
 
 __all__ = ["CoDA", "classifier_alignment", "iss_loss", "iss_target", "spherical_lloyd"]
 
@@ -140,6 +141,15 @@ class CoDA(EncoderMethod):
     )
     distance = "euclidean"
     needs_num_classes = False
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "cluster_num": Range(1),
+        "granularities": Range(1),
+        "target_tau": Range(0, open_low=True),
+        "lambda_cross_domain": Range(0),
+        "head_lr_mult": Range(0),
+        "detector_granularity": Range(0),
+        "memory_init": Choice("clean", "view"),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 20,
         "cluster_num": 100,

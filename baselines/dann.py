@@ -59,6 +59,7 @@ from u2cdr_bench.blocks.memory import MemoryBank
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Choice, Range, Space
 from u2cdr_bench.training import steps_per_epoch
 
 
@@ -74,6 +75,12 @@ class Dann(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = False
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "adv_weight": Range(0),
+        "gamma": Range(0),
+        "disc_lr_mult": Range(0),
+        "discriminator": Choice("tllib", "two-layer"),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "tau": 0.07,

@@ -74,6 +74,7 @@ from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.errors import UserError
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Choice, Range, Space
 from u2cdr_bench.methods.uem.cdsm import nn_match_loss
 
 __all__ = ["DARL", "domain_aware_nce"]
@@ -138,6 +139,12 @@ class DARL(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = False
+    hparam_space: dict[str, Space] = {
+        "predictor": Choice("encoder", "input"),
+        "predictor_hidden": Range(1),
+        "w_domain": Range(0),
+        "w_nn": Range(0),
+    }
     defaults: dict[str, Any] = {
         "epochs": 200,
         "tau": 0.2,

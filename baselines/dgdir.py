@@ -92,6 +92,7 @@ from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.errors import UserError
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Choice, Range, Space
 from u2cdr_bench.training import encode
 
 from .ucdir import encode_keys, keyed_nce, make_key_encoder, momentum_update, scaled_milestone
@@ -128,6 +129,21 @@ class DGDIR(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = True
+    views: ClassVar[tuple[str, ...]] = ("clean", "fourier", "phase")
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "aug_alpha": Range(0, 1),
+        "hpf_alpha": Range(0, 1),
+        "hpf_fraction": Range(0, 1, open_low=True),
+        "phase_amplitude": Range(0, open_low=True),
+        "contra_intra_phase": Range(0),
+        "contra_intra_rgb": Range(0),
+        "contra_cross_phase": Range(0),
+        "contra_cross_rgb": Range(0),
+        "cluster_loss_w": Range(0),
+        "memory_init": Choice("random", "features"),
+        "feature_space": Choice("auto", "backbone", "head"),
+        "key_bn_splits": Range(1),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "warmup_epoch": 20,

@@ -79,6 +79,7 @@ from u2cdr_bench.blocks.losses import multi_positive_nce
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Range, Space
 from u2cdr_bench.retrieval import knn
 
 __all__ = [
@@ -211,6 +212,8 @@ class DN2A(EncoderMethod):
     )
     distance = "euclidean"
     needs_num_classes = False
+    views: tuple[str, ...] = ("clean", "aug", "strong")
+    hparam_space: dict[str, Space] = {"k_in": Range(1), "k_cross": Range(1)}
     defaults: dict[str, Any] = {
         "epochs": 200,
         "tau": 0.2,

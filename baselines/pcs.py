@@ -96,6 +96,7 @@ from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.errors import UserError
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Items, Range, Space
 
 __all__ = ["PCS", "cross_prototype_entropy", "pcs_concentration"]
 
@@ -145,6 +146,18 @@ class PCS(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = True
+    hparam_space: dict[str, Space] = {
+        "k_mults": Items(Range(0, open_low=True, kind=float)),
+        "n_k": Range(1),
+        "kmeans_iter": Range(1),
+        "phi_alpha": Range(0),
+        "phi_min": Range(0),
+        "w_proto_a": Range(0),
+        "w_proto_b": Range(0),
+        "w_i2c": Range(0),
+        "w_id": Range(0),
+        "bn_weight_decay": Range(0),
+    }
     defaults: dict[str, Any] = {
         "epochs": 200,
         "tau": 0.1,  # official loss_params.temp (I2C and ID temperature)

@@ -64,6 +64,7 @@ from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.errors import UserError
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Items, Range, Space
 
 _PCL_CITATION = (
     "Li, Zhou, Xiong, Hoi. Prototypical Contrastive Learning of Unsupervised Representations. ICLR 2021"
@@ -80,6 +81,11 @@ class ProtoNCE(EncoderMethod):
     distance = "cosine"
     needs_num_classes = True
     clustering: ClassVar[str] = "domain"
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "alpha": Range(0, open_low=True),
+        "cluster_multipliers": Items(Range(1, kind=int)),
+        "num_clusters": Items(Range(1, kind=int), nullable=True),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "warmup_epochs": 20,

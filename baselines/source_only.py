@@ -34,6 +34,7 @@ from u2cdr_bench.blocks.losses import instance_nce
 from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Choice, Space
 
 
 @register_method
@@ -49,6 +50,7 @@ class SourceOnly(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = False
+    hparam_space: ClassVar[dict[str, Space]] = {"negatives": Choice("bank", "batch")}
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "tau": 0.07,

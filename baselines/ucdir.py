@@ -93,6 +93,7 @@ from u2cdr_bench.data.types import UnlabeledDomain
 from u2cdr_bench.errors import UserError
 from u2cdr_bench.methods import register_method
 from u2cdr_bench.methods.common import EncoderMethod
+from u2cdr_bench.methods.hparams import Range, Space
 
 __all__ = [
     "UCDIR",
@@ -258,6 +259,20 @@ class UCDIR(EncoderMethod):
     )
     distance = "cosine"
     needs_num_classes = True
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "instcon_weight": Range(0),
+        "cwcon_startepoch": Range(0),
+        "cwcon_satureepoch": Range(0),
+        "cwcon_weightstart": Range(0),
+        "cwcon_weightsature": Range(0),
+        "cwcon_filterthresh": Range(0, 1),
+        "selfentro_temp": Range(0, open_low=True),
+        "selfentro_weight": Range(0),
+        "selfentro_startepoch": Range(0),
+        "distofdist_temp": Range(0, open_low=True),
+        "distofdist_weight": Range(0),
+        "distofdist_startepoch": Range(0),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "warmup_epoch": 20,

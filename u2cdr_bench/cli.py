@@ -9,7 +9,8 @@
     u2cdr-bench regress [--reference results/reference]
     u2cdr-bench data download|verify|info
 
-Any user mistake prints one sentence (``error: ...``) on stderr and exits with code 2.
+Any user mistake prints one sentence (``error: ...``) on stderr and exits with code 2, before any work
+starts and with nothing written (:mod:`u2cdr_bench.entry`); docs/reliability.md lists the cases.
 """
 
 from __future__ import annotations
@@ -23,18 +24,23 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
 
+from .entry import SESSION, ErrorGroup
 from .errors import UserError
 
 app = typer.Typer(
+    cls=ErrorGroup,
     add_completion=False,
     no_args_is_help=True,
     help="Benchmark Universal Unsupervised Cross-Domain Retrieval: UEM (NeurIPS 2024) and baselines.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: no <bool> / <list[str]> type tags
 )
 protocol_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Inspect and generate category splits."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Inspect and generate category splits.",
+    rich_markup_mode=None,
 )
 app.add_typer(protocol_app, name="protocol")
 
@@ -55,8 +61,9 @@ def _parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got '{text}'.") from None
-    if not seeds:
-        raise UserError("--seeds is empty; give e.g. --seeds 2024,2025,2026.")
+    from .runner import check_seeds
+
+    check_seeds(seeds)
     return seeds
 
 
@@ -90,36 +97,64 @@ def _data_options(
 
 @app.command()
 def run(
-    method: Annotated[str | None, typer.Option(help="Method name (default: uem).")] = None,
-    protocol: Annotated[str, typer.Option(help="Setting: close-set, partial or open-set.")] = "open-set",
-    dataset: Annotated[str, typer.Option(help="Dataset name, folder:PATH or npz:PATH.")] = "digits",
+    method: Annotated[str | None, typer.Option(metavar="NAME", help="Method name (default: uem).")] = None,
+    protocol: Annotated[
+        str, typer.Option(metavar="SETTING", help="Setting: close-set, partial or open-set.")
+    ] = "open-set",
+    dataset: Annotated[
+        str, typer.Option(metavar="NAME", help="Dataset name, folder:PATH or npz:PATH.")
+    ] = "digits",
     pairs: Annotated[
-        str | None, typer.Option(help="Directed pairs QUERY:GALLERY,... (default: all).")
+        str | None, typer.Option(metavar="Q:G,...", help="Directed pairs QUERY:GALLERY,... (default: all).")
     ] = None,
-    seeds: Annotated[str, typer.Option(help="Comma-separated run seeds.")] = "2024",
-    split_seed: Annotated[int, typer.Option(help="Seed of the class split.")] = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the run records.")] = DEFAULT_RUNS,
-    epochs_scale: Annotated[float, typer.Option(help="Multiply every stage's epochs (smoke runs).")] = 1.0,
+    seeds: Annotated[str, typer.Option(metavar="S,...", help="Comma-separated run seeds.")] = "2024",
+    split_seed: Annotated[int, typer.Option(metavar="S", help="Seed of the class split.")] = 0,
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the run records.")
+    ] = DEFAULT_RUNS,
+    epochs_scale: Annotated[
+        float, typer.Option(metavar="F", help="Multiply every stage's epochs (smoke runs).")
+    ] = 1.0,
     hp: Annotated[
-        list[str] | None, typer.Option(help="Hyper-parameter override KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="Hyper-parameter override (repeatable)."),
     ] = None,
-    mode: Annotated[str, typer.Option(help="Input mode for real images: features or finetune.")] = "features",
-    backbone: Annotated[str, typer.Option(help="Backbone for real images.")] = "effnet-lite0",
-    n_views: Annotated[int, typer.Option(help="Augmented views cached per image (features mode).")] = 2,
-    data_dir: Annotated[Path | None, typer.Option(help="Data home (default: $U2CDR_DATA).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache for built datasets and features.")] = None,
+    mode: Annotated[
+        str, typer.Option(metavar="MODE", help="Input mode for real images: features or finetune.")
+    ] = "features",
+    backbone: Annotated[str, typer.Option(metavar="NAME", help="Backbone for real images.")] = "effnet-lite0",
+    n_views: Annotated[
+        int, typer.Option(metavar="N", help="Augmented views cached per image (features mode).")
+    ] = 2,
+    data_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Data home (default: $U2CDR_DATA).")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Cache for built datasets and features.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON on stdout.")] = False,
-    force: Annotated[bool, typer.Option(help="Re-run finished runs.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-run finished runs.")] = False,
+    reuse_stale: Annotated[
+        bool,
+        typer.Option("--reuse-stale", help="Keep records made by other code (another fingerprint) as done."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
     launcher: Annotated[
-        str, typer.Option(help="local (this process), slurm or submitit-local (jobs via submitit).")
+        str,
+        typer.Option(
+            metavar="NAME", help="local (this process), slurm or submitit-local (jobs via submitit)."
+        ),
     ] = "local",
-    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition (launcher slurm).")] = None,
+    slurm_partition: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Slurm partition (launcher slurm).")
+    ] = None,
     slurm_timeout_min: Annotated[
-        int, typer.Option(help="Per-job time limit in minutes (submitit launchers).")
+        int, typer.Option(metavar="MIN", help="Per-job time limit in minutes (submitit launchers).")
     ] = 60,
 ) -> None:
     """Run a method on every directed pair (and seed) of a dataset under one setting."""
+    from .launch import LAUNCHERS, submit
+    from .outdir import OutFolder, check_writable
     from .runner import Runner, plan
 
     options = _data_options(data_dir, cache_dir, mode, backbone, n_views, quiet)
@@ -134,125 +169,81 @@ def run(
         epochs_scale=epochs_scale,
         hparams=_parse_hparams(hp),
     )
-    from .launch import LAUNCHERS, submit
-
     if launcher not in LAUNCHERS:
         raise UserError(f"Unknown launcher '{launcher}'; valid choices: {', '.join(LAUNCHERS)}.")
-    runner = Runner(options, out_dir, force=force)
-    if launcher == "local":
-        records = _run_all(runner, configs, quiet)
-    else:
-        todo = [c for c in configs if not runner.is_done(c)]
-        slurm = {"timeout_min": slurm_timeout_min}
-        if slurm_partition:
-            slurm["slurm_partition"] = slurm_partition
-        if not quiet:
-            err.print(
-                f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)"
-            )
-        submit(todo, options, out_dir, launcher, slurm)
-        records = [runner.existing(c) for c in configs]
+    check_writable(out_dir)
+    runner = Runner(options, out_dir, force=force, reuse_stale=reuse_stale)
+    runner.preflight(configs)
+    SESSION.out_dir, SESSION.records = Path(out_dir), runner.written
+    folder = OutFolder(out_dir)
+    try:
+        if launcher == "local":
+            from .cli_run import run_all
+
+            records = run_all(runner, configs, err, quiet)
+        else:
+            todo = [c for c in configs if not runner.is_done(c)]
+            slurm = {"timeout_min": slurm_timeout_min}
+            if slurm_partition:
+                slurm["slurm_partition"] = slurm_partition
+            if not quiet:
+                err.print(
+                    f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)"
+                )
+            submit(todo, options, out_dir, launcher, slurm)
+            records = [runner.existing(c) for c in configs]
+    finally:
+        folder.tidy()
     if as_json:
         out.print_json(json.dumps(records if len(records) != 1 else records[0], ensure_ascii=False))
     if not quiet or not as_json:
-        _summary(records, err if as_json else out)
+        console = err if as_json else out
+        from .cli_run import summary
 
-
-def _run_all(runner, configs, quiet: bool) -> list[dict]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    records: list[dict] = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=True,
-    ) as prog:
-        overall = prog.add_task("runs", total=len(configs))
-        for i, cfg in enumerate(configs, 1):
-            pair = f"{cfg.query}→{cfg.gallery}"
-            label = f"[{i}/{len(configs)}] {cfg.method} {cfg.dataset} {cfg.setting} {pair} seed {cfg.seed}"
-            if runner.is_done(cfg):
-                rec = runner.existing(cfg)
-                records.append(rec)
-                if not quiet:
-                    prog.console.print(f"{label}: done already (use --force to re-run)")
-                prog.advance(overall)
-                continue
-            stage_task = prog.add_task(label, total=None)
-
-            def progress(
-                stage: str, step: int, total: int, info: dict[str, float], _t=stage_task, _l=label
-            ) -> None:
-                loss = " ".join(f"{k}={v:.3f}" for k, v in list(info.items())[:4])
-                prog.update(
-                    _t, description=f"{_l} · {stage} {step}/{total} {loss}", total=total, completed=step
-                )
-
-            rec = runner.run(cfg, progress=progress)
-            prog.remove_task(stage_task)
-            records.append(rec)
-            if not quiet:
-                m = rec["metrics"]
-                extra = (
-                    f", open-set acc {m['openset_accuracy']:.1f}"
-                    if m.get("openset_accuracy") is not None
-                    else ""
-                )
-                prog.console.print(
-                    f"{label}: mAP@All {m['map_all']:.1f}{extra} ({rec['timings']['total_s']:.1f} s)"
-                )
-            prog.advance(overall)
-    return records
-
-
-def _fmt(v: Any) -> str:
-    return "–" if v is None else f"{v:.1f}"
-
-
-def _summary(records: list[dict], console: Console) -> None:
-    if not records:
-        return
-    keys = ["map_all", "p@1", "p@5", "p@15", "map_at_r", "openset_accuracy", "false_rejection"]
-    keys = [k for k in keys if any(r["metrics"].get(k) is not None for r in records)]
-    table = Table(title="u2cdr-bench results", title_justify="left")
-    for col in ["method", "setting", "pair", "seed", *keys, "time (s)"]:
-        table.add_column(col, justify="right" if col not in ("method", "setting", "pair") else "left")
-    for r in records:
-        c = r["config"]
-        table.add_row(
-            c["method"],
-            c["setting"],
-            r["task"]["pair"],
-            str(c["seed"]),
-            *[_fmt(r["metrics"].get(k)) for k in keys],
-            f"{r['timings']['total_s']:.1f}",
+        summary(records, console)
+        n_new = len(runner.written)
+        console.print(
+            f"{len(records)} record(s) in {out_dir} ({n_new} new, {len(records) - n_new} done before); "
+            f"tabulate them with: u2cdr-bench table --runs {out_dir}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
-    console.print(table)
 
 
 @app.command()
 def table(
-    runs: Annotated[Path, typer.Option(help="Folder of run records.")] = DEFAULT_RUNS,
-    dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Only this setting.")] = None,
-    metric: Annotated[str, typer.Option(help="Metric to tabulate.")] = "map_all",
-    fmt: Annotated[str, typer.Option("--format", help="markdown, latex or csv.")] = "markdown",
-    paper: Annotated[bool, typer.Option(help="Add the paper's own rows where they exist.")] = False,
-    methods: Annotated[str | None, typer.Option(help="Comma-separated methods to show.")] = None,
+    runs: Annotated[Path, typer.Option(metavar="DIR", help="Folder of run records.")] = DEFAULT_RUNS,
+    dataset: Annotated[str | None, typer.Option(metavar="NAME", help="Only this dataset.")] = None,
+    protocol: Annotated[str | None, typer.Option(metavar="SETTING", help="Only this setting.")] = None,
+    metric: Annotated[str, typer.Option(metavar="NAME", help="Metric to tabulate.")] = "map_all",
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="markdown, latex or csv.")
+    ] = "markdown",
+    paper: Annotated[
+        bool, typer.Option("--paper", help="Add the paper's own rows where they exist.")
+    ] = False,
+    methods: Annotated[
+        str | None, typer.Option(metavar="M,...", help="Comma-separated methods to show.")
+    ] = None,
     versus: Annotated[
         str | None,
-        typer.Option(help="Head-to-head instead: this method's average minus each other's, and pair wins."),
+        typer.Option(
+            metavar="ROW",
+            help="Head-to-head instead: this method's average minus each other's, and pair wins.",
+        ),
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Leave malformed records out (listed on stderr).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file.")
+    ] = None,
 ) -> None:
     """Render comparison tables in the paper's format from run records."""
     from .metrics import METRICS
     from .protocols import setting_names
-    from .records import load_records
+    from .records import RecordError, load_records
     from .tables import render_tables, render_versus
 
     if fmt not in ("markdown", "latex", "csv"):
@@ -261,7 +252,21 @@ def table(
         raise UserError(f"Unknown metric '{metric}'; valid choices: {', '.join(METRICS.names())}.")
     if protocol is not None and protocol not in setting_names():
         raise UserError(f"Unknown protocol '{protocol}'; valid choices: {', '.join(setting_names())}.")
-    records = load_records(runs)
+    if output is not None:
+        from .outdir import check_writable
+
+        if output.is_dir():
+            raise UserError(f"--output {output} is a folder; pass a file name.")
+        check_writable(output.parent, "--output")
+    skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
+    try:
+        records = load_records(runs, skipped=skipped)
+    except RecordError as e:
+        raise UserError(
+            f"{str(e).rstrip('.')}; fix or remove it, or pass --skip-bad to leave it out."
+        ) from None
+    for _path, reason in skipped or []:
+        print(f"skipped: {reason}", file=sys.stderr)
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
@@ -294,23 +299,24 @@ LISTABLE = ("methods", "datasets", "protocols", "metrics", "backbones")
 
 @app.command("list")
 def list_(
-    what: Annotated[str, typer.Argument(help="methods, datasets, protocols, metrics or backbones")],
+    what: Annotated[
+        str, typer.Argument(metavar="WHAT", help="methods, datasets, protocols, metrics or backbones")
+    ],
 ) -> None:
-    """List registered methods, datasets, protocols (settings), metrics or backbones."""
+    """List registered methods, datasets, protocols (settings), metrics or backbones.
+
+    Methods and datasets are read from the source (:mod:`u2cdr_bench.catalog`) so the listing does not
+    import torch; backbones still do (their registry asks torchvision and open_clip for the weights).
+    """
     rows: list[tuple[str, str]]
     if what == "methods":
-        from .methods import load_methods, method_names
+        from .catalog import method_rows
 
-        reg = load_methods()
-        rows = [(n, reg.entry(n).summary) for n in method_names()]
+        rows = method_rows()
     elif what == "datasets":
-        from .data.registry import DATASETS, dataset_names
+        from .catalog import dataset_rows
 
-        dataset_names()
-        rows = [
-            (e.name, f"{e.summary} [domains: {', '.join(f'{d.name} ({d.abbrev})' for d in e.obj.domains)}]")
-            for e in DATASETS
-        ]
+        rows = dataset_rows()
         rows += [
             ("folder:PATH", "custom images: one sub-folder per domain, one per class inside"),
             ("npz:PATH", "custom features: features_<domain>, labels_<domain>, class_names"),
@@ -336,13 +342,16 @@ def list_(
 
 @protocol_app.command("show")
 def protocol_show(
-    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
-    setting: Annotated[str, typer.Argument(help="close-set, partial or open-set.")],
-    split_seed: Annotated[int, typer.Option(help="Seed of the class split.")] = 0,
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset name.")],
+    setting: Annotated[str, typer.Argument(metavar="SETTING", help="close-set, partial or open-set.")],
+    split_seed: Annotated[int, typer.Option(metavar="S", help="Seed of the class split.")] = 0,
 ) -> None:
     """Show the class lists of one (dataset, setting, split seed) and their hash."""
     from .data.registry import get_dataset
     from .protocols import get_protocol
+    from .runner import check_seed
+
+    check_seed(split_seed, "--split-seed")
 
     p = get_protocol(get_dataset(dataset), setting, split_seed)
     out.print(
@@ -359,7 +368,9 @@ def protocol_show(
 
 @protocol_app.command("generate")
 def protocol_generate(
-    check: Annotated[bool, typer.Option(help="Only check that the committed lists are up to date.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check that the committed lists are up to date.")
+    ] = False,
 ) -> None:
     """(Re)generate the committed class lists of every built-in dataset (protocols/generated/)."""
     from .data.registry import DATASETS, dataset_names
@@ -385,13 +396,19 @@ def protocol_generate(
 
 @app.command()
 def regress(
-    reference: Annotated[Path, typer.Option(help="Folder of reference records.")] = Path("results/reference"),
+    reference: Annotated[Path, typer.Option(metavar="DIR", help="Folder of reference records.")] = Path(
+        "results/reference"
+    ),
     tolerances: Annotated[
         Path | None,
-        typer.Option(help="Measured tolerances (default: reference_tolerance.json beside the folder)."),
+        typer.Option(
+            metavar="FILE", help="Measured tolerances (default: reference_tolerance.json beside the folder)."
+        ),
     ] = None,
-    methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    methods: Annotated[
+        str | None, typer.Option(metavar="M,...", help="Comma-separated methods (default: all).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Re-run the reference grid; fail when a method's cell average leaves its measured spread."""
     from .regress import machine_lines, run_regression
@@ -422,34 +439,13 @@ _mount_data_app()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user errors into one sentence and exit code 2."""
-    try:
-        rv = app(args=argv, standalone_mode=False)
-        if isinstance(rv, int):
-            return rv
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except typer.Exit as e:
-        return int(e.exit_code or 0)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return 2
-        if isinstance(e, click.exceptions.Abort):
-            return 1
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """Entry point: run the app; user errors become one sentence and exit code 2 (:mod:`.entry`)."""
+    return typer.main.get_command(app).main(args=argv, prog_name="u2cdr-bench", standalone_mode=False)
 
 
 def _console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
     sys.exit(main())

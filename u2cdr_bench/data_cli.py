@@ -28,30 +28,46 @@ data_app = typer.Typer(
     help="Real datasets: download (checksummed, resumable), verify, info.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="U2CDR_DATA", help="Data home, one folder per dataset ($U2CDR_DATA)."),
+    typer.Option(
+        "--data-dir",
+        envvar="U2CDR_DATA",
+        metavar="DIR",
+        help="Data home, one folder per dataset ($U2CDR_DATA).",
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
 
 
-def _home(data_dir: Path | None) -> Path:
+def _home(data_dir: Path | None, dataset: str | None = None) -> Path:
+    """The data home; the dataset name is checked first, so an unknown name is the error reported."""
     from .data.real import data_home
     from .data.registry import DataOptions
 
+    if dataset is not None:
+        from .data.manifests import get_manifest
+
+        get_manifest(dataset)
     return data_home(DataOptions(data_dir=data_dir))
 
 
 @data_app.command("download")
 def download(
-    dataset: Annotated[str, typer.Argument(help="pacs, office31, officehome or domainnet.")],
+    dataset: Annotated[
+        str, typer.Argument(metavar="DATASET", help="pacs, office31, officehome or domainnet.")
+    ],
     data_dir: DataDir = None,
     domain: Annotated[
-        list[str] | None, typer.Option("--domain", help="Only the archives of this domain (repeatable).")
+        list[str] | None,
+        typer.Option("--domain", metavar="DOMAIN", help="Only the archives of this domain (repeatable)."),
     ] = None,
-    keep_archives: Annotated[bool, typer.Option(help="Keep the archives after unpacking.")] = False,
+    keep_archives: Annotated[
+        bool, typer.Option("--keep-archives", help="Keep the archives after unpacking.")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Download, checksum and unpack a dataset into DATA_DIR/DATASET (resumes interrupted downloads)."""
@@ -61,7 +77,11 @@ def download(
         warnings.simplefilter("always")
         try:
             report = download_dataset(
-                dataset, _home(data_dir), domains=domain or None, keep_archives=keep_archives, quiet=quiet
+                dataset,
+                _home(data_dir, dataset),
+                domains=domain or None,
+                keep_archives=keep_archives,
+                quiet=quiet,
             )
         finally:
             for w in caught:
@@ -73,7 +93,9 @@ def download(
 
 @data_app.command("verify")
 def verify(
-    dataset: Annotated[str, typer.Argument(help="pacs, office31, officehome or domainnet.")],
+    dataset: Annotated[
+        str, typer.Argument(metavar="DATASET", help="pacs, office31, officehome or domainnet.")
+    ],
     data_dir: DataDir = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Decode every image.")] = True,
     quiet: Quiet = False,
@@ -81,7 +103,7 @@ def verify(
     """Check image counts, classes and unreadable files of a dataset (exit 1 on a problem)."""
     from .data.real import verify_dataset
 
-    report = verify_dataset(dataset, _home(data_dir), check_images=images, quiet=quiet)
+    report = verify_dataset(dataset, _home(data_dir, dataset), check_images=images, quiet=quiet)
     for line in report.lines():
         typer.echo(line)
     if not report.ok:

@@ -25,7 +25,8 @@ sha256 of the canonical JSON of (format version, backbone fingerprint = name + s
 preprocessing, sha256 of the file list (relative paths and sizes), view spec (kind, index, augmentation
 parameters, seed)); anything that changes the numbers changes the key. While a view is being extracted its
 chunks of ``chunk_size`` images are written as ``part-<c>.npz`` (atomically, via a temporary file); an
-interrupted extraction resumes at the first missing chunk.
+interrupted (even killed) extraction resumes at the first missing chunk. ``features.npy`` and ``ok.npy`` are
+written atomically too, and only one process at a time extracts a view (a lock file in its folder).
 
 Example::
 
@@ -36,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -43,7 +45,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,6 +65,7 @@ from .data.images import (
 )
 from .data.registry import DataOptions
 from .errors import UserError
+from .progress import reporter
 
 __all__ = [
     "FORMAT_VERSION",
@@ -270,14 +273,21 @@ def _save_chunk(folder: Path, c: int, feats: np.ndarray, ok: np.ndarray) -> None
     os.replace(tmp, folder / f"part-{c:05d}.npz")
 
 
-def _load_complete(folder: Path, n: int) -> ViewFeatures | None:
+def _load_complete(folder: Path, n: int, report: bool = True) -> ViewFeatures | None:
+    """The finished entry in ``folder``, or ``None``: not finished yet (no ``meta.json``), or unreadable or
+    inconsistent, which is reported as a note when ``report`` (the view is then extracted again)."""
+    if not (folder / "meta.json").exists():
+        return None
     try:
         meta = json.loads((folder / "meta.json").read_text())
         feats = np.load(folder / "features.npy", mmap_mode=None)
         ok = np.load(folder / "ok.npy")
-    except (OSError, ValueError):
-        return None
-    if meta.get("n") != n or feats.shape[0] != n or ok.shape != (n,):
+        good = meta.get("n") == n and feats.shape[0] == n and ok.shape == (n,)
+    except (OSError, ValueError, AttributeError):
+        good = False
+    if not good:
+        if report:
+            reporter().note(f"feature cache {folder} is corrupt or incomplete; extracting that view again")
         return None
     return ViewFeatures(feats.astype(np.float32, copy=False), ok.astype(bool), folder)
 
@@ -287,8 +297,10 @@ def _finalise(folder: Path, n_chunks: int, n: int, meta: dict) -> ViewFeatures:
     feats = np.concatenate([p["features"] for p in parts]).astype(np.float32)
     ok = np.concatenate([p["ok"] for p in parts]).astype(bool)
     assert feats.shape[0] == n, (feats.shape, n)
-    np.save(folder / "features.npy", feats)
-    np.save(folder / "ok.npy", ok)
+    for name, arr in (("features.npy", feats), ("ok.npy", ok)):  # atomic: readers never see half a file
+        tmp = folder / f".{name}.tmp.npy"
+        np.save(tmp, arr)
+        os.replace(tmp, folder / name)
     tmp = folder / "meta.json.tmp"
     tmp.write_text(json.dumps({**meta, "n": n, "dim": int(feats.shape[1]), "n_ok": int(ok.sum())}, indent=1))
     os.replace(tmp, folder / "meta.json")
@@ -362,7 +374,9 @@ def extract_views(
     """Features of every view of ``files`` under ``backbone``, from the cache or extracted (and cached).
 
     Images are decoded once per chunk for all views still missing that chunk; the network runs in eval mode
-    under ``torch.inference_mode`` on batches of ``batch_size``.
+    under ``torch.inference_mode`` on batches of ``batch_size``. Each view being extracted is locked
+    (``<view folder>/.lock``, an OS lock the kernel releases when a process dies), so two processes never
+    extract or finalise the same view at once: the second waits (and says so), then reuses the result.
 
     Args:
         files: the domain's image files.
@@ -379,8 +393,6 @@ def extract_views(
     """
     n = len(files)
     fp = backbone_fingerprint(backbone)
-    spec, _ = parse_backbone(backbone)
-    pre = spec.preprocess
     result: dict[str, ViewFeatures] = {}
     pending: list[tuple[View, Path]] = []
     for view in views:
@@ -398,6 +410,70 @@ def extract_views(
             pending.append((view, folder))
     if not pending:
         return result
+    with contextlib.ExitStack() as locks:
+        # one extraction per view folder at a time, across processes; sorted so two processes that want
+        # overlapping sets of views cannot deadlock
+        for view, folder in sorted(pending, key=lambda vf: str(vf[1])):
+            locks.enter_context(_view_lock(folder, f"{files.dataset}/{files.domain} {view.name}"))
+        still: list[tuple[View, Path]] = []
+        for view, folder in pending:  # another process may have finished some while we waited
+            done = _load_complete(folder, n, report=False)
+            if done is not None:
+                result[view.name] = done
+            else:
+                still.append((view, folder))
+        if still:
+            result.update(
+                _extract_pending(files, backbone, still, n, batch_size, chunk_size, quiet, partners, fp)
+            )
+    return result
+
+
+@contextlib.contextmanager
+def _view_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``<view folder>/.lock`` (an OS file lock, released even when the process is killed)."""
+    from filelock import FileLock, Timeout
+
+    path = folder / ".lock"
+    lock = FileLock(str(path), timeout=0, is_singleton=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        reporter().note(f"another process is extracting {what}; waiting for it")
+        lock.acquire(timeout=-1)
+    try:
+        yield
+    finally:
+        lock.release()
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _extract_pending(
+    files: ImageSet,
+    backbone: str,
+    pending: list[tuple[View, Path]],
+    n: int,
+    batch_size: int,
+    chunk_size: int,
+    quiet: bool,
+    partners: ImageSet | None,
+    fp: dict,
+) -> dict[str, ViewFeatures]:
+    """Extract the chunks still missing of each pending view (their locks held), then finalise them.
+
+    The runtime switches of :func:`u2cdr_bench.reproducibility.apply_runtime` are applied first, so a view
+    gets the same numbers whoever extracts it (a run, a benchmark, a resumed extraction in a new process).
+    """
+    from .reproducibility import ReproError, apply_runtime
+
+    try:
+        apply_runtime()
+    except ReproError as err:
+        raise UserError(str(err)) from None
+    spec, _ = parse_backbone(backbone)
+    pre = spec.preprocess
+    result: dict[str, ViewFeatures] = {}
     n_chunks = max(1, -(-n // chunk_size))
     todo = [
         (c, [(v, f) for v, f in pending if not (f / f"part-{c:05d}.npz").exists()]) for c in range(n_chunks)
@@ -449,12 +525,19 @@ def _run_chunks(
     partners: ImageSet | None,
     quiet: bool,
 ) -> None:
-    """Decode each pending chunk once and write every view still missing it (see :func:`extract_views`)."""
-    from tqdm import tqdm
+    """Decode each pending chunk once and write every view still missing it (see :func:`extract_views`).
 
+    Progress: one task of the active reporter (:mod:`u2cdr_bench.progress`) counting image-views.
+    """
     total = sum(min(chunk_size, n - c * chunk_size) * len(vs) for c, vs in todo)
-    desc = f"{files.dataset}/{files.domain} {spec.name}"
-    with tqdm(total=total, desc=desc, unit="img", disable=quiet) as bar, torch.inference_mode():
+    names = sorted({v.name for _, vs in todo for v, _ in vs})
+    done = n * len(names) - total
+    desc = f"extract {files.dataset}/{files.domain} {spec.name} [{', '.join(names)}]"
+    if done > 0:
+        desc += f" (resumed, {done} done before)"
+    bar = reporter(quiet).task(desc, total=total, unit="img")
+    with contextlib.ExitStack() as stack, torch.inference_mode():
+        stack.callback(bar.close)
         for c, chunk_views in todo:
             lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
             images = [open_rgb(p) for p in files.paths[lo:hi]]
@@ -466,7 +549,7 @@ def _run_chunks(
                 for b in range(0, hi - lo, batch_size):
                     xb = x[b : b + batch_size].contiguous(memory_format=torch.channels_last)
                     feats[b : b + len(xb)] = model(xb).float().numpy()  # type: ignore[misc]
-                    bar.update(len(xb))
+                    bar.advance(len(xb))
                 feats[~ok] = 0.0
                 _save_chunk(folder, c, feats, ok)
 

@@ -20,7 +20,11 @@ LAUNCHERS = ("local", "submitit-local", "slurm")
 
 
 def run_one(config: dict[str, Any], options: dict[str, Any], out_dir: str) -> dict:
-    """Job body: run one config (skipped when its record exists) and return the record."""
+    """Job body: run one config (skipped when its record exists) and return the record.
+
+    The job holds the config's lock (:func:`u2cdr_bench.outdir.config_lock`), waiting while another
+    process runs the same config, and reuses the record that process wrote.
+    """
     opts = DataOptions(
         **{k: (Path(v) if k in ("data_dir", "cache_dir") and v else v) for k, v in options.items()}
     )
@@ -28,7 +32,10 @@ def run_one(config: dict[str, Any], options: dict[str, Any], out_dir: str) -> di
     cfg = RunConfig(**config)
     if runner.is_done(cfg):
         return runner.existing(cfg)
-    return runner.run(cfg)
+    with runner.lock(cfg, wait=True):
+        if runner.is_done(cfg):
+            return runner.existing(cfg)
+        return runner.run(cfg)
 
 
 def submit(

@@ -53,6 +53,11 @@ from .errors import UserError
 
 SCHEMA_VERSION = 1
 
+
+class RecordError(UserError):
+    """A record file that cannot be read or is malformed (the message names the file)."""
+
+
 #: Top-level keys every record must have.
 REQUIRED_KEYS: tuple[str, ...] = (
     "schema",
@@ -187,7 +192,7 @@ def validate_record(record: Any, path: str | os.PathLike[str]) -> None:
     """
 
     def fail(problem: str) -> UserError:
-        return UserError(f"Malformed record {path}: {problem}.")
+        return RecordError(f"Malformed record {path}: {problem}.")
 
     if not isinstance(record, dict):
         raise fail(f"expected a JSON object, found {type(record).__name__}")
@@ -233,13 +238,13 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise UserError(f"Malformed record {path}: not UTF-8 text.") from None
+        raise RecordError(f"Malformed record {path}: not UTF-8 text.") from None
     except OSError as err:
-        raise UserError(f"Cannot read record {path}: {err.strerror or err}.") from None
+        raise RecordError(f"Cannot read record {path}: {err.strerror or err}.") from None
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserError(
+        raise RecordError(
             f"Malformed record {path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})."
         ) from None
     validate_record(record, path)
@@ -249,9 +254,10 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 def write_record(record: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it to ``out_dir / "<config_hash>.json"`` atomically; return the path.
 
-    The JSON goes to a temporary file in ``out_dir`` (created if needed), is flushed and fsync'ed, then
-    ``os.replace``'d onto the final name, so a reader sees either the old file, the new one or none --
-    never a partial record. On any failure the temporary file is removed and the error re-raised.
+    The JSON goes to a temporary file in ``out_dir`` (created if needed; its mode is ``0666`` minus the
+    umask, like any new file), is flushed and fsync'ed, then ``os.replace``'d onto the final name, so a
+    reader sees either the old file, the new one or none -- never a partial record. On any failure the
+    temporary file is removed and the error re-raised.
     """
     record = dict(record)
     validate_record(record, "<record to write>")
@@ -261,6 +267,8 @@ def write_record(record: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> 
     fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{final.stem}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a record gets the mode any new file gets (umask)
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
             fh.write("\n")
@@ -273,6 +281,13 @@ def write_record(record: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> 
         raise
     _fsync_dir(out_dir)
     return final
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -291,11 +306,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_records(runs_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def load_records(
+    runs_dir: str | os.PathLike[str], skipped: list[tuple[Path, str]] | None = None
+) -> list[dict[str, Any]]:
     """All records ``*.json`` in ``runs_dir`` and its sub-folders (recursively), sorted by path.
 
-    A missing or unreadable folder raises :class:`UserError`; an empty folder gives ``[]``. Any malformed
-    record raises :class:`UserError` naming that file.
+    A missing or unreadable folder raises :class:`UserError`; an empty folder gives ``[]``. A malformed
+    record raises :class:`RecordError` naming that file, unless ``skipped`` is a list: then it is left out
+    and ``(path, reason)`` appended to ``skipped`` (``table --skip-bad``).
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -306,7 +324,15 @@ def load_records(runs_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         paths = sorted(p for p in runs_dir.rglob("*.json") if p.is_file())
     except OSError as err:
         raise UserError(f"Records folder {runs_dir} cannot be read: {err.strerror or err}.") from None
-    return [read_record(p) for p in paths]
+    out = []
+    for p in paths:
+        try:
+            out.append(read_record(p))
+        except RecordError as err:
+            if skipped is None:
+                raise
+            skipped.append((p, str(err)))
+    return out
 
 
 def is_done(out_dir: str | os.PathLike[str], config: Mapping[str, Any]) -> bool:
@@ -326,6 +352,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "REQUIRED_TASK",
     "SCHEMA_VERSION",
+    "RecordError",
     "build_record",
     "canonical_json",
     "config_hash",

@@ -9,13 +9,15 @@ the fixed schedule's last epoch is evaluated (DESIGN.md invariant).
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,14 @@ from . import __version__
 from .data.registry import DataOptions, DatasetSpec, get_dataset
 from .data.types import DomainSamples
 from .errors import UserError
+from .fingerprint import code_info, run_roots
 from .methods import get_method
 from .methods.base import FitContext, ProgressFn
 from .metrics import evaluate
 from .nets import make_encoder_factory
+from .outdir import config_lock, write_or_rescue
 from .protocols import get_protocol
-from .records import config_hash, is_done, read_record, record_path, write_record
+from .records import config_hash, is_done, read_record, record_path
 from .reproducibility import ReproError, apply_runtime, machine_info
 
 
@@ -78,14 +82,21 @@ def plan(
     epochs_scale: float = 1.0,
     hparams: dict[str, Any] | None = None,
 ) -> list[RunConfig]:
-    """Validate names and expand (pairs × seeds) into run configs; raises UserError on bad input."""
+    """Validate everything and expand (pairs × seeds) into run configs, before any work starts.
+
+    Checked: the names (dataset, method, setting, pairs), the seeds (whole numbers in [0, 2^32), no
+    repeats), the split seed (same range), ``epochs_scale`` (finite, > 0) and every hyper-parameter
+    override against the method's declared space (:meth:`Method.resolve_hparams`). Raises UserError.
+    """
+    check_seeds(seeds)
+    check_seed(split_seed, "--split-seed")
+    if isinstance(epochs_scale, bool) or not math.isfinite(epochs_scale) or epochs_scale <= 0:
+        raise UserError(f"--epochs-scale must be positive and finite, got {epochs_scale}.")
     spec = get_dataset(dataset)
     method_cls = get_method(method)
     get_protocol(spec, setting, split_seed)
     mode, backbone, profile = input_mode(spec, options)
     method_cls.hparams_for(profile, spec.method_profile, hparams or {})
-    if epochs_scale <= 0:
-        raise UserError(f"--epochs-scale must be positive, got {epochs_scale}.")
     from .protocols import settings
 
     setting = settings().canonical(setting)
@@ -106,6 +117,28 @@ def plan(
         for (q, g) in spec.parse_pairs(pairs)
         for s in seeds
     ]
+
+
+#: Seeds are whole numbers in ``[0, SEED_LIMIT)``: numpy's generators take no negative seed and the legacy
+#: global numpy seed is 32-bit (``training.seed_everything``).
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: int, option: str = "--seeds") -> None:
+    """UserError unless ``value`` is an integer in ``[0, SEED_LIMIT)``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise UserError(f"{option} takes whole numbers from 0 to {SEED_LIMIT - 1}, got {value}.")
+
+
+def check_seeds(seeds: list[int]) -> None:
+    """Every seed valid (:func:`check_seed`), at least one, none repeated."""
+    if not seeds:
+        raise UserError("--seeds is empty; give e.g. --seeds 2024,2025,2026.")
+    for s in seeds:
+        check_seed(s)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"--seeds lists {', '.join(map(str, repeated))} more than once; give each seed once.")
 
 
 def compute_threads() -> int:
@@ -160,24 +193,72 @@ def environment() -> dict[str, Any]:
 
 
 class Runner:
-    """Runs configs, caching loaded domains across runs of one invocation."""
+    """Runs configs, caching loaded domains across runs of one invocation.
 
-    def __init__(self, options: DataOptions, out_dir: Path, force: bool = False) -> None:
+    A config is *done* when ``out_dir`` holds a valid record of it made by the same code (its
+    ``code.fingerprint``, :mod:`u2cdr_bench.fingerprint`); a record of other code is *stale* and re-run
+    unless ``reuse_stale``; ``force`` re-runs everything.
+    """
+
+    def __init__(
+        self, options: DataOptions, out_dir: Path, force: bool = False, reuse_stale: bool = False
+    ) -> None:
         self.options = options
         self.out_dir = Path(out_dir)
         self.force = force
-        self._domains: dict[tuple[str, str], DomainSamples] = {}
+        self.reuse_stale = reuse_stale
+        self.written: list[Path] = []
+        self._domains: dict[tuple[str, str, tuple[str, ...] | None], DomainSamples] = {}
+
+    def code(self, cfg: RunConfig) -> dict[str, Any]:
+        """The code fingerprint of ``cfg``'s run: ``{"fingerprint", "modules"}``."""
+        spec = get_dataset(cfg.dataset)
+        roots = run_roots(get_method(cfg.method), spec.loader.__module__, spec.kind == "real")
+        return code_info(roots)
+
+    def status(self, cfg: RunConfig) -> tuple[str, str]:
+        """``(state, reason)``: ``missing``, ``done`` or ``stale`` (a record of other code), and why."""
+        if self.force:
+            return "missing", "--force"
+        if not is_done(self.out_dir, cfg.as_dict()):
+            return "missing", ""
+        rec = self.existing(cfg)
+        have = (rec.get("code") or {}).get("fingerprint")
+        want = self.code(cfg)["fingerprint"]
+        if have == want:
+            return "done", ""
+        reason = (
+            "its record predates code fingerprints"
+            if have is None
+            else f"its record was made by other code (fingerprint {have}, this code {want})"
+        )
+        return ("done" if self.reuse_stale else "stale"), reason
 
     def is_done(self, cfg: RunConfig) -> bool:
-        return not self.force and is_done(self.out_dir, cfg.as_dict())
+        return self.status(cfg)[0] == "done"
 
     def existing(self, cfg: RunConfig) -> dict:
         return read_record(record_path(self.out_dir, cfg.as_dict()))
 
-    def _domain(self, spec: DatasetSpec, name: str) -> DomainSamples:
-        key = (spec.name, name)
+    def lock(self, cfg: RunConfig, wait: bool) -> AbstractContextManager[bool]:
+        """The per-config lock in ``out_dir`` (:func:`outdir.config_lock`); yields whether it is held."""
+        return config_lock(self.out_dir, config_hash(cfg.as_dict()), wait)
+
+    def preflight(self, configs: list[RunConfig]) -> None:
+        """Check before any work that every domain the configs use can be found (real datasets)."""
+        for dataset in dict.fromkeys(c.dataset for c in configs):
+            spec = get_dataset(dataset)
+            if spec.kind != "real" or "manifest" not in spec.extra:
+                continue
+            from .data.real import check_domains
+
+            domains = [d for c in configs if c.dataset == dataset for d in (c.query, c.gallery)]
+            check_domains(spec, list(dict.fromkeys(domains)), self.options)
+
+    def _domain(self, spec: DatasetSpec, name: str, views: tuple[str, ...] | None) -> DomainSamples:
+        key = (spec.name, name, views)
         if key not in self._domains:
-            self._domains[key] = spec.load(name, self.options)
+            self._domains[key] = spec.load(name, replace(self.options, views=views))
         return self._domains[key]
 
     def run(self, cfg: RunConfig, progress: ProgressFn | None = None) -> dict:
@@ -193,8 +274,9 @@ class Runner:
         protocol = get_protocol(spec, cfg.setting, cfg.split_seed)
         method_cls = get_method(cfg.method)
         mode, backbone, profile = input_mode(spec, self.options)
-        query = self._domain(spec, cfg.query).select_classes(protocol.query_classes)
-        gallery = self._domain(spec, cfg.gallery).select_classes(protocol.gallery_classes)
+        views = tuple(method_cls.views)
+        query = self._domain(spec, cfg.query, views).select_classes(protocol.query_classes)
+        gallery = self._domain(spec, cfg.gallery, views).select_classes(protocol.gallery_classes)
         if len(query) == 0 or len(gallery) == 0:
             raise UserError(
                 f"{cfg.dataset} {cfg.query}->{cfg.gallery} has no images for the classes of {cfg.setting}."
@@ -274,9 +356,10 @@ class Runner:
                 "threads": threads,
             },
             "env": environment(),
+            "code": self.code(cfg),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_record(record, self.out_dir)
+        self.written.append(write_or_rescue(record, self.out_dir))
         return record
 
 

@@ -18,6 +18,10 @@ equal-looking values share a mark). Best is marked only when at least two rows h
 only when at least three do. Open-set ``map_all`` cells read ``mAP / Acc`` and are ranked by mAP. Rows of the
 paper (``paper=True``) are reference rows and never ranked.
 
+Code versions: a run row whose records carry more than one code fingerprint (``record["code"]``, see
+:mod:`u2cdr_bench.fingerprint`; a record without one counts as its own version) is marked ``†`` in markdown
+and LaTeX, and the caption says so: its cells mix numbers from different code. The csv format is unchanged.
+
 Example::
 
     from u2cdr_bench.records import load_records
@@ -62,6 +66,7 @@ METRIC_LABELS: dict[str, str] = {
 #: Metrics where lower is better (best = smallest).
 LOWER_IS_BETTER: frozenset[str] = frozenset({"false_rejection"})
 MISSING = "–"
+MIXED_MARK = "†"
 AVG = "Avg"
 #: Config keys that place a record in a table cell; every other config key distinguishes variants of a method.
 _CELL_KEYS = ("method", "dataset", "setting", "query", "gallery", "seed")
@@ -102,6 +107,12 @@ class Row:
     cells: dict[str, Stat | None]
     acc: dict[str, Stat | None] = field(default_factory=dict)
     marks: dict[str, str] = field(default_factory=dict)  # column -> "best" | "second"
+    mixed_code: bool = False  # records of several code fingerprints
+
+    @property
+    def shown_label(self) -> str:
+        """The label as printed: ``†`` after it when its records come from several code versions."""
+        return f"{self.label} {MIXED_MARK}" if self.mixed_code else self.label
 
 
 @dataclass
@@ -243,6 +254,7 @@ def _frame(records: Sequence[dict[str, Any]], metric: str) -> pd.DataFrame:
                 "backbone": cfg.get("backbone"),
                 "value": record_metric(rec, metric),
                 "acc": _number(rec["metrics"].get(_OPENSET_ACC)),
+                "code": str((rec.get("code") or {}).get("fingerprint") or ""),
             }
         )
     df = pd.DataFrame(rows)
@@ -348,7 +360,8 @@ def _build_table(
         if paired:
             row_acc = {p: accs.get((key.row, p)) for p in pairs}
             row_acc[AVG] = _avg_stat(df, "acc", key.row, pairs, accs)
-        rows.append(Row(key.row, key.method, "run", row_cells, row_acc))
+        mixed = df.loc[df["row"] == key.row, "code"].nunique() > 1
+        rows.append(Row(key.row, key.method, "run", row_cells, row_acc, mixed_code=bool(mixed)))
     _mark(rows, columns, metric in LOWER_IS_BETTER)
 
     details = [_metric_label(metric, paired) + ", " + _seed_clause(df, cells)]
@@ -359,6 +372,8 @@ def _build_table(
             setup.append(f"{vals.iloc[0]} {noun}")
     if setup:
         details.append(", ".join(setup))
+    if any(r.mixed_code for r in rows):
+        details.append(f"{MIXED_MARK} records from several code versions (fingerprints); re-run with --force")
     if paper is not None:
         paper_rows, note = _paper_rows(paper, dataset, setting, metric, pairs, paired)
         rows.extend(paper_rows)
@@ -522,7 +537,7 @@ def _markdown(table: Table) -> str:
     headers = ["Method", *table.columns]
     body = []
     for row in table.rows:
-        line = [row.label]
+        line = [row.shown_label]
         for col in table.columns:
             text = _cell_text(row, col, table.paired)
             mark = row.marks.get(col)
@@ -558,11 +573,12 @@ _LATEX_SPECIAL = {
     "—": "---",
     "–": "--",
     "≥": r"$\geq$",
+    "†": r"\dag{}",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials (``& % $ # _ { } ~ ^ \\``) and map → ± — – ≥ to LaTeX."""
+    """Escape LaTeX specials (``& % $ # _ { } ~ ^ \\``) and map → ± — – ≥ † to LaTeX."""
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
@@ -582,7 +598,7 @@ def _latex(table: Table) -> str:
         if row.source != previous:
             lines.append(r"\midrule")
             previous = row.source
-        cells = [latex_escape(row.label)]
+        cells = [latex_escape(row.shown_label)]
         for col in table.columns:
             text = latex_escape(_cell_text(row, col, table.paired))
             mark = row.marks.get(col)
@@ -768,6 +784,9 @@ def versus(
     if not found:
         labels = sorted({r.label for t in tables for r in t.rows if r.source == "run"})
         raise UserError(f"No records for '{ref}' to compare against; rows present: {', '.join(labels)}.")
+    if not out:
+        only = f" among the methods {', '.join(methods)}" if methods else ""
+        raise UserError(f"Nothing to compare '{ref}' against: no other run row{only} shares a pair with it.")
     return out
 
 

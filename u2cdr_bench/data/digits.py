@@ -278,8 +278,13 @@ def load_digits_cached(options: DataOptions) -> dict[str, tuple[np.ndarray, np.n
     path = cache_path(options)
     data = _read_cache(path)
     if data is None:
+        existed = path.exists()
         data = build_digits(seed=0)
         _write_cache(path, data)
+        if existed:
+            from ..progress import reporter
+
+            reporter().note(f"the digits cache {path} was corrupt or outdated; rebuilt it")
     return data
 
 

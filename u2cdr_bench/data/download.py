@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -326,6 +327,30 @@ def download_dataset(
         )
     report = DownloadReport(manifest.name, root)
     marker = _read_marker(root)
+    created = [p for p in (Path(data_dir), root, root / ".downloads") if not p.exists()]
+    try:
+        _fetch_all(usable, marker, report, root, manifest, data_dir, keep_archives, quiet)
+    finally:  # a failed download leaves no empty folder behind
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    downloads = root / ".downloads"
+    if downloads.is_dir() and not any(downloads.iterdir()):
+        downloads.rmdir()
+    return report
+
+
+def _fetch_all(
+    usable: list[Archive],
+    marker: dict,
+    report: DownloadReport,
+    root: Path,
+    manifest: DatasetManifest,
+    data_dir: Path,
+    keep_archives: bool,
+    quiet: bool,
+) -> None:
+    """Fetch, check and unpack every archive not yet recorded in the marker (see :func:`download_dataset`)."""
     for arch in usable:
         if marker.get(arch.filename, {}).get("checksum") == arch.checksum:
             report.skipped.append(arch.filename)
@@ -352,7 +377,3 @@ def download_dataset(
         marker[arch.filename] = {"checksum": arch.checksum, "url": arch.url, "extracted": arch.extract}
         _write_marker(root, marker)
         report.fetched.append(arch.filename)
-    downloads = root / ".downloads"
-    if downloads.is_dir() and not any(downloads.iterdir()):
-        downloads.rmdir()
-    return report

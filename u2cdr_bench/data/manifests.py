@@ -26,6 +26,7 @@ __all__ = [
     "DomainManifest",
     "MANIFESTS",
     "get_manifest",
+    "summary_line",
 ]
 
 
@@ -374,6 +375,12 @@ DOMAINNET = DatasetManifest(
 
 MANIFESTS: dict[str, DatasetManifest] = {m.name: m for m in (PACS, OFFICE31, OFFICEHOME, DOMAINNET)}
 """Every real dataset manifest by name."""
+
+
+def summary_line(manifest: DatasetManifest) -> str:
+    """The one line ``list datasets`` shows for a real dataset (also its registry summary)."""
+    n = len(manifest.class_names)
+    return f"{manifest.title}: {len(manifest.domains)} domains, {n} classes (real images)"
 
 
 def get_manifest(name: str) -> DatasetManifest:

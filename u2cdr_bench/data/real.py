@@ -22,8 +22,12 @@ Two modes (``DataOptions.mode``):
   small domains and smoke tests; finetuning on the full datasets needs a GPU machine.
 
 Unreadable images are skipped in both modes, counted in ``info["skipped_files"]`` with a warning.
-The environment variable ``U2CDR_EXTRA_VIEWS`` (comma list, default ``strong,fourier,phase``; ``none`` for
-none) selects the extra view sets extracted in features mode.
+Only the view sets in ``DataOptions.views`` are extracted (the runner passes the run's method's ``views``:
+``clean`` for ``pretrained``, ``clean`` + ``aug`` for most trained methods, ``strong`` for DN2A, ``fourier``
++ ``phase`` for DGDIR), each on its first use; ``None`` means all of them. The environment variable
+``U2CDR_EXTRA_VIEWS`` (comma list, default ``strong,fourier,phase``; ``none`` for none) further limits the
+extra view sets. A view's cache key does not depend on which other views are asked for, so a later method
+reuses every view already cached.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from .images import (
     scan_class_folders,
     warn_skipped,
 )
-from .manifests import MANIFESTS, DatasetManifest, DomainManifest
+from .manifests import MANIFESTS, DatasetManifest, DomainManifest, summary_line
 from .registry import DataOptions, DatasetSpec, DomainInfo, register_dataset
 from .types import DomainSamples
 
@@ -61,6 +65,7 @@ __all__ = [
     "data_home",
     "discover_domain",
     "find_domain_dir",
+    "check_domains",
     "load_domain_for_run",
     "load_image_domain",
     "normalise_class_name",
@@ -238,17 +243,18 @@ def load_image_domain(
     if options.mode == "finetune":
         pre = spec.preprocess
         tensors, keep, skipped = [], [], []
-        from tqdm import tqdm
+        from ..progress import reporter
 
-        for i, p in enumerate(
-            tqdm(paths, desc=f"{dataset}/{domain} images", disable=options.quiet, unit="img")
-        ):
+        task = reporter(options.quiet).task(f"load {dataset}/{domain} images", total=len(paths), unit="img")
+        for i, p in enumerate(paths):
+            task.advance(1)
             img = open_rgb(p)
             if img is None:
                 skipped.append(names[i])
                 continue
             tensors.append(resize_center_crop(img, pre.resize, pre.crop, pre.interpolation))
             keep.append(i)
+        task.close()
         warn_skipped(f"{dataset}/{domain}", skipped)
         info.update(skipped_files=len(skipped), skipped=skipped[:20])
         if not tensors:
@@ -265,17 +271,21 @@ def load_image_domain(
         )
     if options.mode != "features":
         raise UserError(f"Unknown mode '{options.mode}'; valid choices: features, finetune.")
-    from ..features import ImageSet, cache_root, default_views, extract_views, fourier_available
+    from ..features import ImageSet, View, cache_root, extract_views, fourier_available
 
     if options.n_views < 0:
         raise UserError(f"n_views must be >= 0, got {options.n_views}.")
     files = ImageSet(dataset, domain, tuple(paths), tuple(names), labels)
     kinds = _extra_view_kinds()
+    if options.views is not None:
+        kinds = [k for k in kinds if k in options.views]
+    with_aug = options.views is None or "aug" in options.views
     fourier_ok = fourier_available()
     extract_kinds = [k for k in kinds if k == "strong" or fourier_ok]
     if "fourier" in kinds and not fourier_ok and "strong" not in extract_kinds:
         extract_kinds.append("strong")  # the strong views stand in for the Fourier ones
-    views = default_views(options.n_views, extract_kinds)
+    views = [View("clean")] + ([View("aug", i) for i in range(options.n_views)] if with_aug else [])
+    views += [View(k, i) for k in extract_kinds for i in range(max(1, options.n_views))]  # type: ignore[arg-type]
     root = cache_root(options)
     out = extract_views(files, options.backbone, views, root, quiet=options.quiet, partners=partners)
     ok = np.logical_and.reduce([v.ok for v in out.values()])
@@ -290,7 +300,7 @@ def load_image_domain(
         return torch.stack([torch.from_numpy(out[f"{prefix}{i}"].features)[idx] for i in range(count)])
 
     x = torch.from_numpy(out["clean"].features)[idx]
-    views_t = stack("aug", options.n_views) if options.n_views > 0 else None
+    views_t = stack("aug", options.n_views) if options.n_views > 0 and with_aug else None
     extra: dict[str, torch.Tensor] = {}
     n_extra = max(1, options.n_views)
     for kind in extract_kinds:
@@ -346,8 +356,18 @@ def _load_real(spec: DatasetSpec, domain: str, options: DataOptions) -> DomainSa
     manifest: DatasetManifest = spec.extra["manifest"]
     home = data_home(options)
     paths, names, labels, _ = discover_domain(manifest, domain, home)
-    pool = partner_pool(manifest, home) if options.mode == "features" else None
+    wants_fourier = options.views is None or "fourier" in options.views
+    fourier = options.mode == "features" and wants_fourier and "fourier" in _extra_view_kinds()
+    pool = partner_pool(manifest, home) if fourier else None  # only the Fourier views' keys read it
     return load_image_domain(manifest.name, domain, paths, names, labels, manifest.class_names, options, pool)
+
+
+def check_domains(spec: DatasetSpec, domains: Sequence[str], options: DataOptions) -> None:
+    """UserError (before any work) when the data home is unset or a domain's images are not found."""
+    manifest: DatasetManifest = spec.extra["manifest"]
+    home = data_home(options)
+    for d in domains:
+        discover_domain(manifest, spec.domain(d).name, home, warn=False)
 
 
 def load_domain_for_run(spec: DatasetSpec, domain: str, options: DataOptions) -> DomainSamples:
@@ -357,7 +377,6 @@ def load_domain_for_run(spec: DatasetSpec, domain: str, options: DataOptions) ->
 
 def spec_for_manifest(manifest: DatasetManifest) -> DatasetSpec:
     """The :class:`DatasetSpec` of a real dataset manifest (kind ``real``, profile ``features``)."""
-    n = len(manifest.class_names)
     return DatasetSpec(
         name=manifest.name,
         domains=tuple(DomainInfo(d.name, d.abbrev, d.aliases) for d in manifest.domains),
@@ -368,7 +387,7 @@ def spec_for_manifest(manifest: DatasetManifest) -> DatasetSpec:
         profile="features",
         paper_key=manifest.paper_key,
         method_profile=manifest.method_profile,
-        summary=f"{manifest.title}: {len(manifest.domains)} domains, {n} classes (real images)",
+        summary=summary_line(manifest),
         citation=manifest.citation,
         extra={"manifest": manifest},
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import UserError, unknown_name
 from ..registry import Registry
-from .types import DomainSamples, InputKind
+
+if TYPE_CHECKING:
+    from .types import DomainSamples, InputKind
 
 Mode = Literal["features", "finetune"]
 
@@ -28,6 +30,9 @@ class DataOptions:
         backbone: backbone registry name used for real images.
         n_views: augmented views per image cached in features mode.
         quiet: silence progress output.
+        views: the view sets to extract in features mode (``clean``, ``aug``, ``strong``, ``fourier``,
+            ``phase``; a method's ``views``); ``None`` = all of them. The runner sets it to what the run's
+            method reads, so the first run extracts only those.
     """
 
     data_dir: Path | None = None
@@ -36,6 +41,7 @@ class DataOptions:
     backbone: str = "effnet-lite0"
     n_views: int = 2
     quiet: bool = False
+    views: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

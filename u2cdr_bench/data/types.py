@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used, so listing datasets stays light
+    import torch
 
 InputKind = Literal["image", "features"]
 
@@ -75,6 +77,8 @@ class DomainSamples:
         """Keep only the samples whose class name is in ``names`` (labels keep the dataset indexing)."""
         keep_idx = [self.class_names.index(n) for n in names]
         mask = np.isin(self.labels, keep_idx)
+        import torch
+
         idx = torch.from_numpy(np.flatnonzero(mask))
         return DomainSamples(
             domain=self.domain,
@@ -177,6 +181,8 @@ class UnlabeledDomain:
 
 def _pick_views(views: torch.Tensor, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """For each sample in ``idx`` pick one of the ``V`` stored views uniformly at random."""
+    import torch
+
     choice = torch.randint(views.shape[0], (len(idx),), generator=generator)
     return views[choice, idx]
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..data.types import UnlabeledDomain
+from .hparams import SHARED, Space, check_value
 
 ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 
@@ -33,6 +34,10 @@ ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 #: against 38 % with ``radius``), so it cannot produce the paper's 58–85 % baseline accuracies; ``radius``
 #: reads "max intra-cluster distance" as the distance of members to their cluster centre.
 BASE_HPARAMS: dict[str, Any] = {"detector_threshold": "radius"}
+
+#: The view sets of features mode (u2cdr_bench.features): ``clean`` (the evaluation transform), ``aug``
+#: (MoCo v2 aug-plus), ``strong`` (DN2A's strong views), ``fourier`` and ``phase`` (DGDIR's).
+VIEW_SETS: tuple[str, ...] = ("clean", "aug", "strong", "fourier", "phase")
 
 #: The official per-dataset configurations a dataset can name (``DatasetSpec.method_profile``): the datasets
 #: of the baselines' released scripts. A method keys its per-dataset values on these names
@@ -102,7 +107,13 @@ class Method(ABC):
         citation: the method's paper.
         needs_num_classes: whether the method consumes the true class count (recorded in every record).
         distance: the method's own distance for the generic open-set detector (``euclidean`` or ``cosine``).
+        generic_detector: whether the method flags open-set queries with the generic detector of App. B.2
+            and so reads ``detector_threshold`` (UEM has its own detector and does not have the key).
+        views: the input views the method reads in features mode (:data:`VIEW_SETS`); only these are
+            extracted. ``clean`` only for ``pretrained``; trained methods add ``aug``.
         defaults: default hyper-parameters; ``profiles`` maps a dataset profile to overrides.
+        hparam_space: the range or choices of each of the method's own keys
+            (:mod:`u2cdr_bench.methods.hparams`; shared keys are declared in ``hparams.SHARED``).
         dataset_profiles: official per-dataset values, keyed by :data:`METHOD_PROFILES`; applied after the
             profile's overrides (schedule keys, :data:`SCHEDULE_KEYS` and ``schedule_keys``, only in the
             ``paper`` profile), before the user's (:meth:`hparams_for`).
@@ -115,8 +126,11 @@ class Method(ABC):
     citation: ClassVar[str] = ""
     needs_num_classes: ClassVar[bool] = False
     distance: ClassVar[str] = "euclidean"
+    generic_detector: ClassVar[bool] = True
+    views: ClassVar[tuple[str, ...]] = ("clean",)
     defaults: ClassVar[dict[str, Any]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    hparam_space: ClassVar[dict[str, Space]] = {}
     dataset_profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     schedule_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -153,18 +167,50 @@ class Method(ABC):
         return cls.resolve_hparams(profile, merged)
 
     @classmethod
+    def base_hparams(cls, profile: str) -> dict[str, Any]:
+        """The keys every method of this kind has before its own ``defaults`` (here: the detector's)."""
+        return dict(BASE_HPARAMS) if cls.generic_detector else {}
+
+    @classmethod
+    def space(cls) -> dict[str, Space]:
+        """The declared space of every key: :data:`hparams.SHARED`, then ``hparam_space`` along the MRO."""
+        out: dict[str, Space] = dict(SHARED)
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("hparam_space", {}))
+        return out
+
+    @classmethod
     def resolve_hparams(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults, then the profile's overrides, then the user's; unknown keys are an error."""
-        hp = dict(BASE_HPARAMS)
+        """Base keys, then ``defaults``, the profile's overrides and the user's (each checked).
+
+        Raises:
+            UserError: an override names a key the method does not have (listing the valid keys), or its
+                value is outside the key's declared type and range or choices (:mod:`hparams`), or the
+                result breaks a cross-key rule of :meth:`check_hparams`.
+        """
+        hp = cls.base_hparams(profile)
         hp.update(cls.defaults)
         hp.update(cls.profiles.get(profile, {}))
+        space = cls.space()
         for key, value in (overrides or {}).items():
             if key not in hp:
-                from ..errors import unknown_name
+                from ..errors import UserError, unknown_name
 
+                if key in BASE_HPARAMS:
+                    raise UserError(
+                        f"Method {cls.name} has its own open-set detector and does not read {key}; "
+                        f"valid hyper-parameters: {', '.join(sorted(hp))}."
+                    )
                 raise unknown_name(f"hyper-parameter of method {cls.name}", key, hp)
+            check_value(cls.name, key, value, space.get(key), hp[key])
             hp[key] = value
+        cls.check_hparams(hp)
         return hp
+
+    @classmethod
+    def check_hparams(cls, hp: dict[str, Any]) -> None:
+        """Cross-key rules of the resolved hyper-parameters (raise ``UserError``); none by default."""
+        return None
 
     def epochs(self, base: int) -> int:
         """``base`` epochs scaled by ``--epochs-scale`` (at least 1)."""

@@ -37,7 +37,7 @@ from torch import nn
 from ..blocks.memory import MemoryBank
 from ..data.types import UnlabeledDomain
 from ..training import PairedSampler, encode, encode_views, make_sgd, scheduled_lr, seed_everything, set_lr
-from .base import BASE_HPARAMS, FitContext, Method
+from .base import FitContext, Method
 
 #: Optimisation settings per dataset profile, shared by every trained method.
 SCHEDULES: dict[str, dict[str, Any]] = {
@@ -59,20 +59,13 @@ class EncoderMethod(Method):
     """Base of every trained method: subclasses implement :meth:`fit` with :meth:`train_stage`."""
 
     defaults: ClassVar[dict[str, Any]] = {}
+    views: ClassVar[tuple[str, ...]] = ("clean", "aug")
 
     @classmethod
-    def resolve_hparams(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        merged = dict(BASE_HPARAMS)
-        merged.update(SCHEDULES.get(profile, SCHEDULES["paper"]))
-        merged.update(cls.defaults)
-        merged.update(cls.profiles.get(profile, {}))
-        hp = dict(merged)
-        for key, value in (overrides or {}).items():
-            if key not in hp:
-                from ..errors import unknown_name
-
-                raise unknown_name(f"hyper-parameter of method {cls.name}", key, hp)
-            hp[key] = value
+    def base_hparams(cls, profile: str) -> dict[str, Any]:
+        """The detector's key (when used), then the profile's optimiser settings (:data:`SCHEDULES`)."""
+        hp = super().base_hparams(profile)
+        hp.update(SCHEDULES.get(profile, SCHEDULES["paper"]))
         return hp
 
     def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:

@@ -20,6 +20,7 @@ from ...errors import UserError
 from .. import register_method
 from ..base import FitContext
 from ..common import EncoderMethod
+from ..hparams import Choice, Range, Space
 from .cdsm import adversarial_loss, nn_match_loss, sn2m_loss, sn2m_targets, spr_loss
 from .detector import uem_private_detector
 from .idse import alpha_ramp, idse_domain_loss
@@ -27,19 +28,30 @@ from .prototypes import PrototypeStructure, build_structure, estimate_k
 
 __all__ = ["UEM"]
 
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "ince_negatives": ("bank", "batch"),
-    "nce_reduction": ("mean", "sum"),
-    "dal_reduction": ("mean", "sum"),
-    "reestimate_k": ("every", "stage", "once"),
-    "adv_mode": ("grl", "flip"),
-    "sn2m_mode": ("switch", "nn"),
-    "sn2m_negatives": ("memory", "batch"),
-    "frozen_bn": ("batch", "running"),
-    "detector_spread": ("loo", "all"),
-    "stage2_memory_init": ("continue", "reencode"),
-    "memory_bn": ("batch", "running"),
-    "alpha_schedule": ("ramp", "one"),
+#: The range or choices of every UEM key (``lr``, ``batch_size``, ``tau``, ``memory_momentum``, ``kmeans_*``,
+#: ``elbow_k_max`` and ``disc_hidden`` are in :data:`u2cdr_bench.methods.hparams.SHARED`; ``bool`` keys need
+#: none). ``elbow_k_max >= elbow_k_min`` is checked by :meth:`UEM.check_hparams`.
+_SPACE: dict[str, Space] = {
+    "ince_negatives": Choice("bank", "batch"),
+    "nce_reduction": Choice("mean", "sum"),
+    "dal_reduction": Choice("mean", "sum"),
+    "reestimate_k": Choice("every", "stage", "once"),
+    "adv_mode": Choice("grl", "flip"),
+    "sn2m_mode": Choice("switch", "nn"),
+    "sn2m_negatives": Choice("memory", "batch"),
+    "frozen_bn": Choice("batch", "running"),
+    "detector_spread": Choice("loo", "all"),
+    "stage2_memory_init": Choice("continue", "reencode"),
+    "memory_bn": Choice("batch", "running"),
+    "alpha_schedule": Choice("ramp", "one"),
+    "idse_epochs": Range(1),
+    "cdsm_epochs": Range(1),
+    "recluster_every": Range(1),
+    "stage2_recluster": Range(0),
+    "cluster_alpha_min": Range(0, 1),
+    "elbow_k_min": Range(1),
+    "grl_lambda": Range(0),
+    "cdsm_lr_scale": Range(0),
 }
 
 
@@ -117,6 +129,8 @@ class UEM(EncoderMethod):
     )
     needs_num_classes: ClassVar[bool] = False
     distance: ClassVar[str] = "euclidean"
+    generic_detector: ClassVar[bool] = False  # UEM's own detector (Eqs. 25-27): no detector_threshold
+    hparam_space: ClassVar[dict[str, Space]] = _SPACE
     defaults: ClassVar[dict[str, Any]] = {
         "tau": 0.07,
         "memory_momentum": 0.99,
@@ -176,7 +190,6 @@ class UEM(EncoderMethod):
 
     def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:
         super().__init__(ctx, hparams)
-        self._validate()
         self.structure: PrototypeStructure | None = None
         self.bank_a: MemoryBank | None = None
         self.bank_b: MemoryBank | None = None
@@ -188,34 +201,14 @@ class UEM(EncoderMethod):
         self.info["clusterings"] = []
 
     # ----- checks --------------------------------------------------------------------------------
-    def _validate(self) -> None:
-        hp = self.hp
-        for key, choices in _CHOICES.items():
-            if hp[key] not in choices:
-                raise UserError(
-                    f"Hyper-parameter {key} of method {self.name} must be one of {list(choices)}, "
-                    f"got {hp[key]!r}."
-                )
-        for key in (
-            "idse_epochs",
-            "cdsm_epochs",
-            "recluster_every",
-            "elbow_k_min",
-            "elbow_k_max",
-            "batch_size",
-        ):
-            if int(hp[key]) < 1:
-                raise UserError(
-                    f"Hyper-parameter {key} of method {self.name} must be at least 1, got {hp[key]!r}."
-                )
-        if int(hp["stage2_recluster"]) < 0:
-            raise UserError(f"Hyper-parameter stage2_recluster of method {self.name} must be >= 0.")
+    @classmethod
+    def check_hparams(cls, hp: dict[str, Any]) -> None:
+        """The cross-key rule of the Elbow range (each key's own range is in ``_SPACE``)."""
         if int(hp["elbow_k_max"]) < int(hp["elbow_k_min"]):
-            raise UserError(f"Method {self.name}: elbow_k_max must be >= elbow_k_min.")
-        if not 0.0 <= float(hp["memory_momentum"]) < 1.0:
-            raise UserError(f"Hyper-parameter memory_momentum of method {self.name} must be in [0, 1).")
-        if float(hp["tau"]) <= 0.0:
-            raise UserError(f"Hyper-parameter tau of method {self.name} must be positive.")
+            raise UserError(
+                f"Hyper-parameter elbow_k_max of method {cls.name} must be >= elbow_k_min "
+                f"({hp['elbow_k_min']}), got {hp['elbow_k_max']}."
+            )
 
     # ----- helpers -------------------------------------------------------------------------------
     def _encode_pair(
