@@ -52,6 +52,19 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     },
 }
 
+
+def build_encoder(factory: Callable[..., nn.Module], head: str | None) -> nn.Module:
+    """``factory(head=head)`` when the factory takes a ``head`` (features mode's
+    :func:`~u2cdr_bench.nets.make_encoder_factory`), else ``factory()`` (finetune, tests' own factories)."""
+    if head is not None:
+        import inspect
+
+        params = inspect.signature(factory).parameters
+        if "head" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return factory(head=head)
+    return factory()
+
+
 StepFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -71,9 +84,7 @@ class EncoderMethod(Method):
     def __init__(self, ctx: FitContext, hparams: dict[str, Any] | None = None) -> None:
         super().__init__(ctx, hparams)
         self.generator = seed_everything(ctx.seed)
-        head = self.hp.get("head")
-        encoder = ctx.encoder_factory(head=head) if head else ctx.encoder_factory()
-        self.encoder: nn.Module = encoder.to(ctx.device)
+        self.encoder: nn.Module = build_encoder(ctx.encoder_factory, self.hp.get("head")).to(ctx.device)
         self._encoder_prepared = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

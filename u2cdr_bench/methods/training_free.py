@@ -40,6 +40,7 @@ import numpy as np
 from ..data.types import UnlabeledDomain
 from . import register_method
 from .base import Method
+from .hparams import Choice, Range, Space
 
 __all__ = ["CenterL2", "CenterWhiten", "KMeansMatch", "PretrainedCosine", "center", "l2"]
 
@@ -95,6 +96,7 @@ class CenterWhiten(_TrainingFree):
     name = "center-whiten"
     summary = "No training: per-domain centring, shrinkage PCA-whitening on the pooled domains, L2."
     distance = "cosine"
+    hparam_space: ClassVar[dict[str, Space]] = {"shrinkage": Range(0, 1), "dims": Range(1)}
     defaults: ClassVar[dict[str, Any]] = {"shrinkage": 0.5, "dims": 128}
 
     def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
@@ -123,6 +125,9 @@ class KMeansMatch(_TrainingFree):
         "Kangin & Angelov, 'Unsupervised domain adaptation within deep foundation latent spaces', 2024; "
         "Moschella et al., 'Relative representations ...', ICLR 2023"
     )
+    hparam_space: ClassVar[dict[str, Space]] = {
+        "k_source": Choice("given", "elbow", "eigengap", "gap", "silhouette")
+    }
     defaults: ClassVar[dict[str, Any]] = {"k_source": "given", "kmeans_niter": 20, "kmeans_nredo": 5}
 
     def _k(self, x: np.ndarray, side: int) -> int:
