@@ -99,3 +99,13 @@ def test_kmeans_match_shares_matched_anchors_across_domains():
         from u2cdr_bench.data.types import DomainSamples as DS
 
         method.embed(DS("c", torch.zeros(2, 2), np.zeros(2, dtype=int), ("0",), kind="features").unlabeled())
+
+
+def test_listed_in_their_own_group_before_the_trained_methods():
+    from u2cdr_bench.catalog import method_groups
+    from u2cdr_bench.methods import method_names
+
+    group, rows = method_groups()[0]
+    names = ["pretrained", "pretrained-cosine", "center-l2", "center-whiten", "kmeans-match"]
+    assert group == "training-free" and [n for n, _ in rows] == names
+    assert method_names()[:5] == names

@@ -21,7 +21,7 @@ from typing import Any
 
 from .fingerprint import source_path
 
-__all__ = ["dataset_rows", "method_rows"]
+__all__ = ["METHOD_GROUPS", "dataset_rows", "method_groups", "method_rows"]
 
 
 def _tree(module: str) -> ast.Module:
@@ -84,18 +84,26 @@ def _registered_classes(module: str) -> list[tuple[str, str]]:
     return rows
 
 
-def method_rows() -> list[tuple[str, str]]:
-    """``(name, summary)`` of every registered method, in table row order (as ``method_names()``)."""
-    modules = ["u2cdr_bench.methods.pretrained"]
+#: Display groups of ``list methods``, in table order.
+METHOD_GROUPS = ("training-free", "UEM and its ablations", "baselines")
+
+
+def method_groups() -> list[tuple[str, list[tuple[str, str]]]]:
+    """``[(group, [(name, summary), ...]), ...]`` of every registered method, in table row order."""
     uem: list[str] = []
     _execution_order("u2cdr_bench.methods.uem", "u2cdr_bench.methods.uem", set(), uem)
-    modules += uem
     baselines = _literal_assign(_tree("u2cdr_bench.baselines"), "_MODULES") or []
-    modules += [f"u2cdr_bench.baselines.{m}" for m in baselines]
-    rows: list[tuple[str, str]] = []
-    for m in modules:
-        rows += _registered_classes(m)
-    return rows
+    modules = {
+        "training-free": ["u2cdr_bench.methods.pretrained", "u2cdr_bench.methods.training_free"],
+        "UEM and its ablations": uem,
+        "baselines": [f"u2cdr_bench.baselines.{m}" for m in baselines],
+    }
+    return [(g, [row for m in modules[g] for row in _registered_classes(m)]) for g in METHOD_GROUPS]
+
+
+def method_rows() -> list[tuple[str, str]]:
+    """``(name, summary)`` of every registered method, in table row order (as ``method_names()``)."""
+    return [row for _, rows in method_groups() for row in rows]
 
 
 def _call_kwargs(call: ast.Call) -> dict[str, ast.expr]:

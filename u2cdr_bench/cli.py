@@ -310,9 +310,15 @@ def list_(
     """
     rows: list[tuple[str, str]]
     if what == "methods":
-        from .catalog import method_rows
+        from .catalog import method_groups
 
-        rows = method_rows()
+        groups = method_groups()
+        width = max(len(n) for _, rows in groups for n, _ in rows)
+        for group, rows in groups:
+            out.print(f"{group}:", markup=False)
+            for name, summary in rows:
+                out.print(f"  {name.ljust(width)}  {summary}", markup=False)
+        return
     elif what == "datasets":
         from .catalog import dataset_rows
 
