@@ -110,12 +110,13 @@ def uem_private_detector(
     niter: int = 20,
     nredo: int = 5,
     spread: str = "loo",
+    merge_rule: str = "global",
 ) -> DetectorResult:
     """Paper-spec §2.6 on query ``[N_A, D]`` and gallery ``[N_B, D]`` features (the ``embed`` output).
 
     ``k_query`` / ``k_gallery`` fix the numbers of clusters; ``None`` estimates them by the Elbow method over
     ``k_min..k_max``. ``niter`` / ``nredo`` are the faiss K-means settings. ``spread`` is ``"loo"`` or
-    ``"all"`` (see the module docstring).
+    ``"all"`` (see the module docstring). ``merge_rule`` is Eq. 9's reading (``global`` or ``pair``).
     """
     if spread not in ("loo", "all"):
         raise ValueError(f"spread must be 'loo' or 'all', got {spread!r}")
@@ -127,7 +128,7 @@ def uem_private_detector(
         k_gallery, _ = elbow_k(g, k_min=k_min, k_max=k_max, seed=seed + 1, niter=niter, nredo=1)
     pa = kmeans(q, k_query, seed=seed, niter=niter, nredo=nredo).centroids
     pb = kmeans(g, k_gallery, seed=seed + 1, niter=niter, nredo=nredo).centroids
-    merge = merge_prototypes(pa, pb, q.mean(axis=0), g.mean(axis=0))
+    merge = merge_prototypes(pa, pb, q.mean(axis=0), g.mean(axis=0), rule=merge_rule)
 
     q_proto = _nearest_euclidean(q, pa)  # Eq. 26 membership of queries
     g_proto = _nearest_euclidean(g, pb)  # ... and of gallery items

@@ -13,18 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...blocks.cluster_count import estimate_k as estimate_count
+from ...blocks.cluster_count import estimator_names
 from ...blocks.grl import DomainClassifier
 from ...blocks.memory import MemoryBank
+from ...blocks.merging import MERGE_RULES
 from ...data.types import UnlabeledDomain
 from ...errors import UserError
 from .. import register_method
 from ..base import FitContext
 from ..common import EncoderMethod
 from ..hparams import Choice, Range, Space
-from .cdsm import adversarial_loss, nn_match_loss, sn2m_loss, sn2m_targets, spr_loss
+from .cdsm import SN2M_UNMERGED, adversarial_loss, nn_match_loss, sn2m_loss, sn2m_targets, spr_loss
 from .detector import uem_private_detector
 from .idse import alpha_ramp, idse_domain_loss
-from .prototypes import PrototypeStructure, build_structure, estimate_k
+from .prototypes import PrototypeStructure, build_structure
 
 __all__ = ["UEM"]
 
@@ -38,7 +41,11 @@ _SPACE: dict[str, Space] = {
     "reestimate_k": Choice("every", "stage", "once"),
     "adv_mode": Choice("grl", "flip"),
     "sn2m_mode": Choice("switch", "nn"),
-    "sn2m_negatives": Choice("memory", "batch"),
+    "sn2m_negatives": Choice("memory", "batch", "encoded"),
+    "sn2m_unmerged": Choice(*SN2M_UNMERGED),
+    "merge_rule": Choice(*MERGE_RULES),
+    "k_estimator": Choice(*estimator_names()),
+    "k_features": Choice("memory", "input"),
     "frozen_bn": Choice("batch", "running"),
     "detector_spread": Choice("loo", "all"),
     "stage2_memory_init": Choice("continue", "reencode"),
@@ -146,6 +153,10 @@ class UEM(EncoderMethod):
         "elbow_k_min": 2,
         "elbow_k_max": 100,
         "reestimate_k": "every",
+        "k_estimator": "elbow",
+        "k_features": "memory",
+        "merge_rule": "global",
+        "sn2m_unmerged": "literal",
         "kmeans_niter": 20,
         "kmeans_nredo": 5,
         "normalize_prototypes": False,
@@ -195,6 +206,7 @@ class UEM(EncoderMethod):
         self.bank_b: MemoryBank | None = None
         self._pending: list[tuple[MemoryBank, torch.Tensor, torch.Tensor]] = []
         self._k: tuple[int, int] | None = None
+        self._k_input: tuple[int, int] | None = None
         self._k_stage: int | None = None
         self._n_clusterings = 0
         self.info["timings"] = {"init": 0.0, "stage1": 0.0, "stage2": 0.0, "kmeans": 0.0, "detector": 0.0}
@@ -260,6 +272,32 @@ class UEM(EncoderMethod):
             bank.update(idx, feats)
         self._pending = []
 
+    def _estimate(self, x: np.ndarray, seed: int) -> int:
+        """K of ``x`` ``[N, D]`` by the ``k_estimator`` (blocks.cluster_count), over elbow_k_min..k_max."""
+        hp = self.hp
+        est = estimate_count(
+            x,
+            hp["k_estimator"],
+            seed=seed,
+            k_min=int(hp["elbow_k_min"]),
+            k_max=int(hp["elbow_k_max"]),
+            niter=int(hp["kmeans_niter"]),
+        )
+        return int(est.k)
+
+    def _input_counts(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+        """``k_features="input"``: K of each domain estimated once, on its clean inputs (frozen backbone
+        features in features mode, pixels on digits), before any training (docs/uem.md, "Cluster counts")."""
+        t0 = time.perf_counter()
+        seed = int(self.ctx.seed) * 1000
+        ks = []
+        for side, d in enumerate((domain_a, domain_b)):
+            x = d.clean(torch.arange(d.n)).reshape(d.n, -1).float().numpy()
+            ks.append(self._estimate(x, seed + side))
+        self._k_input = (ks[0], ks[1])
+        self.info["k_input"] = list(self._k_input)
+        self.info["timings"]["kmeans"] += time.perf_counter() - t0
+
     def _recluster(self, stage: int, epoch: int) -> None:
         """K-means (Elbow K per ``reestimate_k``) on both memory banks and merging (Eqs. 8–9)."""
         assert self.bank_a is not None and self.bank_b is not None
@@ -267,14 +305,12 @@ class UEM(EncoderMethod):
         t0 = time.perf_counter()
         seed = int(self.ctx.seed) * 1000 + 7 * self._n_clusterings
         policy = hp["reestimate_k"]
-        if self._k is None or policy == "every" or (policy == "stage" and self._k_stage != stage):
-            kw = {
-                "k_min": int(hp["elbow_k_min"]),
-                "k_max": int(hp["elbow_k_max"]),
-                "niter": int(hp["kmeans_niter"]),
-            }
-            k_a = estimate_k(self.bank_a.bank.detach().cpu().numpy(), seed=seed, **kw)
-            k_b = estimate_k(self.bank_b.bank.detach().cpu().numpy(), seed=seed + 1, **kw)
+        if hp["k_features"] == "input":
+            assert self._k_input is not None
+            self._k, self._k_stage = self._k_input, stage
+        elif self._k is None or policy == "every" or (policy == "stage" and self._k_stage != stage):
+            k_a = self._estimate(self.bank_a.bank.detach().cpu().numpy(), seed)
+            k_b = self._estimate(self.bank_b.bank.detach().cpu().numpy(), seed + 1)
             self._k, self._k_stage = (k_a, k_b), stage
         self.structure = build_structure(
             self.bank_a.bank,
@@ -285,6 +321,7 @@ class UEM(EncoderMethod):
             niter=int(hp["kmeans_niter"]),
             nredo=int(hp["kmeans_nredo"]),
             normalize_prototypes=bool(hp["normalize_prototypes"]),
+            merge_rule=hp["merge_rule"],
         )
         self._n_clusterings += 1
         self.info["clusterings"].append({"stage": stage, "epoch": epoch, **self.structure.summary()})
@@ -296,6 +333,8 @@ class UEM(EncoderMethod):
         t0 = time.perf_counter()
         self._new_banks(domain_a, domain_b)
         timings["init"] += time.perf_counter() - t0
+        if self.hp["k_features"] == "input":
+            self._input_counts(domain_a, domain_b)
 
         k0 = timings["kmeans"]
         t0 = time.perf_counter()
@@ -388,12 +427,16 @@ class UEM(EncoderMethod):
         disc = DomainClassifier(dim, int(hp["disc_hidden"])).to(self.ctx.device)
         tau = float(hp["tau"])
         every = int(hp["stage2_recluster"])
-        agree_count = {"agree": 0.0, "total": 0.0}
+        agree_count = {"agree": 0.0, "partnered": 0.0, "total": 0.0}
+        encoded: dict[str, torch.Tensor] = {}
 
         def on_epoch_start(epoch: int) -> None:
             self._flush_memory()
             if epoch == 0 or (every > 0 and epoch % every == 0):
                 self._recluster(stage=2, epoch=epoch)
+            if hp["sn2m_negatives"] == "encoded":  # the current f_theta(x^B_j), once per epoch (Eq. 17)
+                encoded["a"] = self._memory_features(domain_a)
+                encoded["b"] = self._memory_features(domain_b)
 
         def step(
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
@@ -421,17 +464,22 @@ class UEM(EncoderMethod):
                 info["spr"] = float(l_spr.detach())
             if hp["sn2m_negatives"] == "memory":
                 cand_a, cand_b = bank_a.bank, bank_b.bank
+            elif hp["sn2m_negatives"] == "encoded":
+                cand_a, cand_b = encoded["a"], encoded["b"]
             else:
                 cand_a, cand_b = f_a, f_b
             if hp["sn2m_mode"] == "switch":
-                t_a = sn2m_targets(f_a, s.own_a, s.a_to_b, s.merged_b, cand_b)
-                t_b = sn2m_targets(f_b, s.own_b, s.b_to_a, s.merged_a, cand_a)
-                l_match = sn2m_loss(f_a, s.merged_b, cand_b, t_a, tau) + sn2m_loss(
-                    f_b, s.merged_a, cand_a, t_b, tau
+                t_a = sn2m_targets(f_a, s.own_a, s.a_to_b, s.merged_b, cand_b, s.merged_mask_a)
+                t_b = sn2m_targets(f_b, s.own_b, s.b_to_a, s.merged_a, cand_a, s.merged_mask_b)
+                unmerged = hp["sn2m_unmerged"]
+                l_match = sn2m_loss(f_a, s.merged_b, cand_b, t_a, tau, unmerged) + sn2m_loss(
+                    f_b, s.merged_a, cand_a, t_b, tau, unmerged
                 )
                 agree = float(t_a.agree.float().mean() + t_b.agree.float().mean()) / 2
+                partnered = float(t_a.partnered.float().mean() + t_b.partnered.float().mean()) / 2
                 info["agree"] = agree
                 agree_count["agree"] += agree
+                agree_count["partnered"] += partnered
                 agree_count["total"] += 1
             else:
                 l_match = nn_match_loss(f_a, cand_b, tau) + nn_match_loss(f_b, cand_a, tau)
@@ -458,21 +506,29 @@ class UEM(EncoderMethod):
         self._flush_memory()
         if agree_count["total"]:
             self.info["sn2m_agree"] = agree_count["agree"] / agree_count["total"]
+            self.info["sn2m_partnered"] = agree_count["partnered"] / agree_count["total"]
 
     # ----- open-set detection ----------------------------------------------------------------------
     def detect_private(self, query_feats: np.ndarray, gallery_feats: np.ndarray) -> np.ndarray:
         """``[N_q]`` bool by UEM's own rule (paper-spec §2.6, Eqs. 25–27) on ``embed`` features."""
         hp = self.hp
         t0 = time.perf_counter()
+        seed = int(self.ctx.seed)
+        if self._k_input is not None:
+            k_q, k_g = self._k_input
+        else:
+            k_q = self._estimate(np.ascontiguousarray(query_feats, dtype=np.float32), seed)
+            k_g = self._estimate(np.ascontiguousarray(gallery_feats, dtype=np.float32), seed + 1)
         res = uem_private_detector(
             query_feats,
             gallery_feats,
-            seed=int(self.ctx.seed),
-            k_min=int(hp["elbow_k_min"]),
-            k_max=int(hp["elbow_k_max"]),
+            seed=seed,
+            k_query=k_q,
+            k_gallery=k_g,
             niter=int(hp["kmeans_niter"]),
             nredo=int(hp["kmeans_nredo"]),
             spread=hp["detector_spread"],
+            merge_rule=hp["merge_rule"],
         )
         self.info["detector"] = res.summary()
         self.info["timings"]["detector"] += time.perf_counter() - t0

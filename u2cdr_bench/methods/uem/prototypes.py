@@ -26,6 +26,7 @@ class PrototypeStructure:
 
     Attributes:
         own_a, own_b: ``[K_A, D]``, ``[K_B, D]`` the domains' own K-means prototypes ``P^A``, ``P^B``.
+        merged_mask_a, merged_mask_b: ``[K_A]``, ``[K_B]`` bool, the prototypes merged by Eq. 9.
         merged_a, merged_b: ``[C~, D]`` the merged structures ``P^{A'}`` (A's frame), ``P^{B'}`` (B's frame).
         assign_a, assign_b: ``[N_A]``, ``[N_B]`` each sample's K-means cluster (row of ``own_*``).
         assign_a_merged, assign_b_merged: the same clusters as rows of ``merged_a`` / ``merged_b``
@@ -36,6 +37,8 @@ class PrototypeStructure:
 
     own_a: torch.Tensor
     own_b: torch.Tensor
+    merged_mask_a: torch.Tensor
+    merged_mask_b: torch.Tensor
     merged_a: torch.Tensor
     merged_b: torch.Tensor
     assign_a: torch.Tensor
@@ -67,6 +70,7 @@ def build_structure(
     niter: int = 20,
     nredo: int = 5,
     normalize_prototypes: bool = False,
+    merge_rule: str = "global",
 ) -> PrototypeStructure:
     """K-means (``k_a`` / ``k_b`` clusters) on the two memory banks, then Eqs. 8–9 and the merged sets.
 
@@ -77,6 +81,8 @@ def build_structure(
         niter, nredo: faiss K-means iterations and restarts.
         normalize_prototypes: L2-normalise the prototype vectors handed to the losses (own and merged
             sets) *after* translation and merging, which always use the raw centroids (paper-spec §7 #2).
+        merge_rule: Eq. 9's reading, ``global`` or ``pair``
+            (:func:`~u2cdr_bench.blocks.merging.merge_prototypes`).
     """
     dev = bank_a.device
     xa = bank_a.detach().cpu().float().numpy()
@@ -84,7 +90,7 @@ def build_structure(
     km_a: KMeansResult = kmeans(xa, k_a, seed=seed, niter=niter, nredo=nredo)
     km_b: KMeansResult = kmeans(xb, k_b, seed=seed + 1, niter=niter, nredo=nredo)
     pa, pb = km_a.centroids, km_b.centroids
-    merge = merge_prototypes(pa, pb, xa.mean(axis=0), xb.mean(axis=0))
+    merge = merge_prototypes(pa, pb, xa.mean(axis=0), xb.mean(axis=0), rule=merge_rule)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
@@ -98,6 +104,8 @@ def build_structure(
     return PrototypeStructure(
         own_a=p(pa),
         own_b=p(pb),
+        merged_mask_a=t(merge.merged_a),
+        merged_mask_b=t(merge.merged_b),
         merged_a=p(merge.proto_a),
         merged_b=p(merge.proto_b),
         assign_a=assign_a,
