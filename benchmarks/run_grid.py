@@ -40,7 +40,11 @@ def main() -> None:
     ap.add_argument(
         "--reverse", action="store_true", help="walk this share backwards (a second process on it)"
     )
+    ap.add_argument("--hp", action="append", default=[], help="KEY=VALUE hyper-parameter override (probes)")
     args = ap.parse_args()
+    import yaml
+
+    hparams = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.hp)}
     methods = args.methods.split(",") if args.methods else method_names()
     settings = args.settings.split(",") if args.settings else setting_names()
     options = DataOptions(data_dir=args.data_dir, backbone=args.backbone, quiet=True)
@@ -50,7 +54,14 @@ def main() -> None:
         for method in methods
         for setting in settings
         for cfg in plan(
-            method, args.dataset, setting, args.pairs, [args.seed], options, epochs_scale=args.epochs_scale
+            method,
+            args.dataset,
+            setting,
+            args.pairs,
+            [args.seed],
+            options,
+            epochs_scale=args.epochs_scale,
+            hparams=hparams,
         )
     ]
     mine = configs[args.worker :: args.workers]

@@ -41,7 +41,7 @@ def test_pinned_on_an_avx512_machine_sets_every_library_to_avx2(flags):
     assert res["switches"] == list(rp.PINS)
     assert env == {
         "ATEN_CPU_CAPABILITY": "avx2",
-        "MKL_CBWR": "COMPATIBLE",
+        "MKL_CBWR": "AVX2",
         "OPENBLAS_CORETYPE": "Haswell",
         "FAISS_SIMD_LEVEL": "AVX2",
         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
@@ -50,9 +50,9 @@ def test_pinned_on_an_avx512_machine_sets_every_library_to_avx2(flags):
 
 def test_pins_above_the_machine_are_skipped_and_user_settings_win(flags):
     flags(AVX2_ONLY)
-    env = {"MKL_CBWR": "AVX2"}
+    env = {"MKL_CBWR": "AUTO"}
     res = rp.apply_environment(env)
-    assert env["MKL_CBWR"] == "AVX2"  # the user's value
+    assert env["MKL_CBWR"] == "AUTO"  # the user's value
     assert "NPY_DISABLE_CPU_FEATURES" not in env  # nothing above AVX2 to disable
     assert env["OPENBLAS_CORETYPE"] == "Haswell"
     assert "MKL_CBWR" not in res["set"]
@@ -68,7 +68,9 @@ def test_native_sets_nothing_and_imitation_overrides_pins(flags):
     env = {rp.REPRO_ENV: "native"}
     assert rp.apply_environment(env)["set"] == {}
     env = {rp.IMITATE_ENV: "avx"}
-    rp.apply_environment(env)
+    res = rp.apply_environment(env)
+    # an AVX-only machine gets no AVX2 pin and MKL's COMPATIBLE branch
+    assert res["switches"] == ["mkl-cbwr", "onednn-off"] and env["MKL_CBWR"] == "COMPATIBLE"
     assert env["ATEN_CPU_CAPABILITY"] == "default" and env["OPENBLAS_CORETYPE"] == "Sandybridge"
     assert env["MKL_ENABLE_INSTRUCTIONS"] == "AVX" and env["FAISS_SIMD_LEVEL"] == "NONE"
     assert env["NPY_DISABLE_CPU_FEATURES"].split() == ["X86_V4", "AVX512_ICL", "AVX512_SPR", "X86_V3"]

@@ -14,9 +14,9 @@ AVX2-level code path, the level every x86 CPU of the last decade has (AMD Zen an
 switch                what it sets                               effect
 ====================  =========================================  ============================================
 ``aten-avx2``         ``ATEN_CPU_CAPABILITY=avx2``               torch's vectorised kernels (Sleef exp, ...)
-``mkl-cbwr``          ``MKL_CBWR=COMPATIBLE``                    MKL's conditional numerical reproducibility
-                                                                 branch: one code path, fixed cache sizes,
-                                                                 on Intel and AMD alike
+``mkl-cbwr``          ``MKL_CBWR=AVX2`` (``COMPATIBLE`` on a     MKL's conditional numerical reproducibility
+                      CPU without AVX2)                          branch: one code path, fixed cache sizes,
+                                                                 deterministic reductions
 ``onednn-off``        ``torch.backends.mkldnn.enabled=False``    convolutions through ATen + MKL instead of
                                                                  oneDNN's JIT kernels (blocking by cache)
 ``openblas-haswell``  ``OPENBLAS_CORETYPE=Haswell``              numpy/scipy's and faiss's OpenBLAS
@@ -64,7 +64,7 @@ IMITATE_ENV = "U2CDR_IMITATE_CPU"
 #: Switch name -> (environment variables it sets, CPU flags it needs). ``onednn-off`` sets no variable.
 SWITCHES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, ("avx2", "fma")),
-    "mkl-cbwr": ({"MKL_CBWR": "COMPATIBLE"}, ()),
+    "mkl-cbwr": ({"MKL_CBWR": "AVX2"}, ()),  # COMPATIBLE where the CPU lacks AVX2 (apply_environment)
     "onednn-off": ({}, ()),
     "openblas-haswell": ({"OPENBLAS_CORETYPE": "Haswell"}, ("avx2", "fma")),
     "faiss-avx2": ({"FAISS_SIMD_LEVEL": "AVX2"}, ("avx2", "fma")),
@@ -100,6 +100,20 @@ IMITATIONS: dict[str, dict[str, str]] = {
     },
 }
 _IMITATION_NUMPY_OFF = {"avx2": (), "avx": _NUMPY_AVX2}
+#: CPU flags a machine of each imitated kind lacks (so the pins are those such a machine would get).
+_AVX512_FLAGS = (
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_vbmi2",
+    "avx512_fp16",
+)
+_IMITATION_DROPS = {
+    "avx2": frozenset(_AVX512_FLAGS + ("amx_tile",)),
+    "avx": frozenset(_AVX512_FLAGS + ("amx_tile", "avx2", "fma")),
+}
 
 #: Every variable this module may set (recorded in ``machine_info()["switches"]["env"]``).
 KNOWN_VARS = (
@@ -188,6 +202,8 @@ def apply_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
             f"{IMITATE_ENV}={imitation!r} is not an imitation; valid choices: {', '.join(IMITATIONS)}."
         )
     flags = cpu_flags()
+    if imitation is not None:  # the pins a machine of the imitated kind would get
+        flags = frozenset(f for f in flags if f not in _IMITATION_DROPS[imitation])
     late = [m for m in ("torch", "numpy", "faiss") if m in sys.modules]
     wanted: dict[str, str] = {}
     applied: list[str] = []
@@ -198,12 +214,15 @@ def apply_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
             continue
         applied.append(name)
         wanted.update(variables)
+        if name == "mkl-cbwr" and "avx2" not in flags:
+            wanted["MKL_CBWR"] = "COMPATIBLE"
         if name == "numpy-avx2":
             numpy_off += [feat for feat, flag in _NUMPY_ABOVE_AVX2 if flag in flags]
     if imitation is not None:
+        real = cpu_flags()
         wanted.update(IMITATIONS[imitation])
-        numpy_off += [feat for feat, flag in _NUMPY_ABOVE_AVX2 if flag in flags]
-        numpy_off += list(_IMITATION_NUMPY_OFF[imitation]) if "avx2" in flags else []
+        numpy_off += [feat for feat, flag in _NUMPY_ABOVE_AVX2 if flag in real]
+        numpy_off += list(_IMITATION_NUMPY_OFF[imitation]) if "avx2" in real else []
     set_now = {}
     for key, value in wanted.items():
         if key in user_set:
