@@ -43,12 +43,21 @@ def random_head(x: np.ndarray, seed: int) -> np.ndarray:
         return head(torch.from_numpy(x)).numpy()
 
 
+def pca_projection(x: np.ndarray, dims: int = 128) -> np.ndarray:
+    """``l2(PCA_dims(x - mean))``: what the features-mode StructureHead hands the memory bank at
+    initialisation (fitted here on the one domain)."""
+    xd = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    _, _, vt = np.linalg.svd(xd, full_matrices=False)
+    z = xd @ vt[:dims].T
+    return (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits,pacs")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--estimators", default="elbow:20,elbow:100,eigengap,gap,silhouette")
-    ap.add_argument("--head", default="input", help="input, random, or input,random")
+    ap.add_argument("--head", default="input", help="comma list of input, pca (structure head), random")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args()
 
@@ -69,7 +78,9 @@ def main() -> None:
                 x = sub.x.reshape(len(sub), -1).numpy().astype(np.float32)
                 c = len(np.unique(sub.labels))
                 for head in args.head.split(","):
-                    feats = x if head == "input" else random_head(x, 2024)
+                    feats = {"input": x, "pca": pca_projection(x)}.get(head)
+                    if feats is None:
+                        feats = random_head(x, 2024)
                     ks = []
                     for e in ests:
                         kw = {"k_max": int(e[1])} if len(e) > 1 else {}

@@ -1,6 +1,7 @@
 """The generic open-set (query-private) detector used by every method but UEM (paper-spec §4.2, App. B.2).
 
-1. K-means on the query-domain features gives clusters ``c`` (K estimated by the Elbow method: no labels).
+1. K-means on the query-domain features gives clusters ``c``; K comes from the cluster-count estimator
+   ``estimator`` (:mod:`u2cdr_bench.blocks.cluster_count`, bounded by ``k_max``; no labels).
 2. For each cluster the threshold ``D_c`` is the largest member-to-centroid distance (``threshold="radius"``,
    the default: "max intra-cluster distance" read as distance to the cluster centre) or the largest
    distance between two of its members (``"diameter"``, the most literal reading of "maximum distance between
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kmeans import elbow_k, kmeans
+from .cluster_count import estimate_k
+from .kmeans import kmeans
 
 
 def _dist_matrix(a: np.ndarray, b: np.ndarray, distance: str) -> np.ndarray:
@@ -67,17 +69,19 @@ def generic_private_detector(
     distance: str = "euclidean",
     seed: int = 0,
     k: int | None = None,
-    k_max: int = 20,
+    k_max: int = 100,
     threshold: str = "radius",
+    estimator: str = "elbow",
 ) -> np.ndarray:
-    """``[N_q]`` bool, True = query judged private. ``k`` fixes the number of query clusters (else Elbow)."""
+    """``[N_q]`` bool, True = query judged private. ``k`` fixes the number of query clusters (else the
+    ``estimator`` over ``2..k_max``)."""
     q = np.ascontiguousarray(query_feats, dtype=np.float32)
     g = np.ascontiguousarray(gallery_feats, dtype=np.float32)
     xk = q
     if distance == "cosine":
         xk = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     if k is None:
-        k, _ = elbow_k(xk, k_min=2, k_max=k_max, seed=seed)
+        k = estimate_k(xk, estimator, seed=seed, k_min=2, k_max=k_max).k
     km = kmeans(xk, k, seed=seed)
     spread = cluster_spread(q, km.assign, km.centroids, distance, threshold)
     nn = nearest_distance(q, g, distance)

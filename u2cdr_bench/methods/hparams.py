@@ -115,6 +115,8 @@ SHARED: dict[str, Space] = {
     "disc_hidden": Range(1),
     # the generic open-set detector (paper-spec §4.2, §7 #19; methods.base.BASE_HPARAMS)
     "detector_threshold": Choice("radius", "diameter"),
+    "detector_k": Choice("elbow", "eigengap", "gap", "silhouette"),  # blocks.cluster_count.ESTIMATORS
+    "detector_k_max": Range(2),
 }
 
 
