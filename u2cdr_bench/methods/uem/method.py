@@ -94,8 +94,13 @@ class UEM(EncoderMethod):
     alpha_schedule          ramp       ``ramp`` = Eq. 10; ``one`` = alpha 1 from the first epoch, so the
                                        prototype terms act throughout IDSE as in PCS/PCL (a diagnosis knob,
                                        not the paper's method)
-    elbow_k_min, _max       2, 100     Elbow candidate range (#4); also the detector's
-    reestimate_k            every      run the Elbow at ``every`` clustering, once per ``stage``, ``once``
+    elbow_k_min, _max       2, 100     candidate range of the K estimator (#4); also the detector's
+    k_estimator             elbow      the estimator of K (blocks.cluster_count: elbow, eigengap, gap,
+                                       silhouette); ``elbow`` is the paper's rule (§2.2(c))
+    k_features              memory     K estimated on the memory ``bank`` at clusterings (per
+                                       ``reestimate_k``) or once on the frozen ``input`` features
+    reestimate_k            every      run the estimator at ``every`` clustering, once per ``stage``, ``once``
+    merge_rule              global     Eq. 9 as printed (one global threshold) or per ``pair`` (docs/uem.md)
     kmeans_niter, _nredo    20, 5      faiss K-means settings (UCDIR's; #4)
     normalize_prototypes    False      L2-normalise the prototypes used by the losses (#2)
     idse_merge              True       prototype merging in IDSE (False = ``uem-no-pm``)
@@ -107,7 +112,11 @@ class UEM(EncoderMethod):
     dal_reduction           mean       batch reduction of Eq. 13 (printed as a sum over 2B)
     use_spr                 True       SPR of Eq. 14 (False = ``uem-no-spda``)
     sn2m_mode               switch     Eqs. 15-17, or ``nn``: plain cosine-NN positive (``uem-no-sn2m``, #20)
-    sn2m_negatives          memory     SN2M instances x^B_j: the memory bank, or the ``batch`` (#8)
+    sn2m_negatives          memory     SN2M instances x^B_j: the memory bank, the ``batch``, or ``encoded``
+                                       (the current f_theta(x^B_j), re-encoded once per epoch) (#8)
+    sn2m_unmerged           literal    Eq. 17 for a sample whose prototype has no merged partner:
+                                       ``literal``, ``skip`` (no term) or ``prototypes`` (prototype
+                                       negatives only) (cdsm.SN2M_UNMERGED)
     cdsm_lr_scale           1.0        stage-2 learning rate / ``lr`` (fresh cosine schedule, #10)
     stage2_recluster        1          stage-2 re-clustering cadence, epochs; 0 = only at its start (#9)
     stage2_memory_update    True       keep updating the memory banks in stage 2 (#9)
