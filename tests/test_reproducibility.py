@@ -96,7 +96,7 @@ def _kernels_in_subprocess(extra_env: dict[str, str]) -> dict:
         "from u2cdr_bench.reproducibility import machine_info\n"
         "print(json.dumps(machine_info()['kernels']))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in rp.KNOWN_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in rp.KNOWN_VARS and not k.startswith("U2CDR_")}
     env.update(extra_env)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
