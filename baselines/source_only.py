@@ -63,6 +63,12 @@ class SourceOnly(EncoderMethod):
         "features": {"epochs": 30},
     }
 
+    def head_init_domains(
+        self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain
+    ) -> tuple[UnlabeledDomain, ...]:
+        """The head's PCA start sees the query domain only: B stays unused."""
+        return (domain_a,)
+
     def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
         hp = self.hp
         bank = self.init_memory(domain_a, hp["memory_momentum"])

@@ -118,6 +118,7 @@ def _dann_ready(lam_hparams: dict | None = None):
     (a, _), (b, _) = synthetic_pair(n=16)
     m = make_method("dann", hparams=lam_hparams)
     m.setup(a, b)
+    m.prepare_encoder(a, b)  # the structure head's PCA start (before it, its output is exactly zero)
     idx_a, idx_b = torch.arange(6), torch.arange(5)
     return m, a.clean(idx_a), b.clean(idx_b), idx_a, idx_b
 

@@ -107,17 +107,24 @@ class EncoderMethod(Method):
     @torch.no_grad()
     def prepare_encoder(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
         """Data-dependent initialisation of the head before training: features mode's
-        :class:`~u2cdr_bench.nets.StructureHead` gets the PCA of the pooled clean inputs of both domains
-        (no labels)."""
+        :class:`~u2cdr_bench.nets.StructureHead` gets the PCA of the pooled clean inputs of the domains the
+        method trains on (:meth:`head_init_domains`; no labels)."""
         head = getattr(self.encoder, "head", None)
         if not hasattr(head, "init_from_data"):
             return
         backbone = self.encoder.backbone
         was_training = backbone.training
         backbone.eval()
-        xs = [backbone(d.clean(torch.arange(d.n)).to(self.ctx.device)) for d in (domain_a, domain_b)]
+        domains = self.head_init_domains(domain_a, domain_b)
+        xs = [backbone(d.clean(torch.arange(d.n)).to(self.ctx.device)) for d in domains]
         backbone.train(was_training)
         head.init_from_data(torch.cat(xs).cpu())
+
+    def head_init_domains(
+        self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain
+    ) -> tuple[UnlabeledDomain, ...]:
+        """The domains whose inputs initialise the head: both, unless a method trains on one only."""
+        return (domain_a, domain_b)
 
     # ----- features -------------------------------------------------------------------------
     def features(self, x: torch.Tensor, module: nn.Module | None = None) -> torch.Tensor:
