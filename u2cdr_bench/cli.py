@@ -118,6 +118,12 @@ def run(
     slurm_timeout_min: Annotated[
         int, typer.Option(help="Per-job time limit in minutes (submitit launchers).")
     ] = 60,
+    save_embeddings: Annotated[
+        bool, typer.Option(help="Also write the query/gallery embeddings beside the record (<hash>.npz).")
+    ] = False,
+    save_model: Annotated[
+        bool, typer.Option(help="Also write the trained encoder beside the record (<hash>.model.pt).")
+    ] = False,
 ) -> None:
     """Run a method on every directed pair (and seed) of a dataset under one setting."""
     from .runner import Runner, plan
@@ -138,7 +144,10 @@ def run(
 
     if launcher not in LAUNCHERS:
         raise UserError(f"Unknown launcher '{launcher}'; valid choices: {', '.join(LAUNCHERS)}.")
-    runner = Runner(options, out_dir, force=force)
+    from .artifacts import SaveOptions
+
+    save = SaveOptions(embeddings=save_embeddings, model=save_model)
+    runner = Runner(options, out_dir, force=force, save=save)
     if launcher == "local":
         records = _run_all(runner, configs, quiet)
     else:
@@ -150,7 +159,7 @@ def run(
             err.print(
                 f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)"
             )
-        submit(todo, options, out_dir, launcher, slurm)
+        submit(todo, options, out_dir, launcher, slurm, save=vars(save) if save.any else None)
         records = [runner.existing(c) for c in configs]
     if as_json:
         out.print_json(json.dumps(records if len(records) != 1 else records[0], ensure_ascii=False))
@@ -414,6 +423,18 @@ def _mount_data_app() -> None:
 
 
 _mount_data_app()
+
+
+def _mount_outputs_apps() -> None:
+    """``plot retrievals|embedding|results`` and ``retrieve`` (u2cdr_bench.plots, u2cdr_bench.retrieve)."""
+    from .plots.commands import plot_app
+    from .retrieve import retrieve_command
+
+    app.add_typer(plot_app, name="plot", help="Draw retrievals, embedding maps and result charts.")
+    app.command("retrieve")(retrieve_command)
+
+
+_mount_outputs_apps()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .artifacts import SaveOptions, has_outputs, save_outputs
 from .data.registry import DataOptions, DatasetSpec, get_dataset
 from .data.types import DomainSamples
 from .errors import UserError
@@ -159,14 +160,21 @@ def environment() -> dict[str, Any]:
 class Runner:
     """Runs configs, caching loaded domains across runs of one invocation."""
 
-    def __init__(self, options: DataOptions, out_dir: Path, force: bool = False) -> None:
+    def __init__(
+        self, options: DataOptions, out_dir: Path, force: bool = False, save: SaveOptions | None = None
+    ) -> None:
         self.options = options
         self.out_dir = Path(out_dir)
         self.force = force
+        self.save = save or SaveOptions()  # --save-embeddings / --save-model (u2cdr_bench.artifacts)
         self._domains: dict[tuple[str, str], DomainSamples] = {}
 
     def is_done(self, cfg: RunConfig) -> bool:
-        return not self.force and is_done(self.out_dir, cfg.as_dict())
+        """A valid record exists (and, when outputs are asked for, they exist too); never with ``force``."""
+        done = not self.force and is_done(self.out_dir, cfg.as_dict())
+        if done and self.save.any:
+            return has_outputs(self.existing(cfg), self.out_dir, self.save)
+        return done
 
     def existing(self, cfg: RunConfig) -> dict:
         return read_record(record_path(self.out_dir, cfg.as_dict()))
@@ -267,6 +275,20 @@ class Runner:
             "env": environment(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        if self.save.any:  # written before the record, after the metrics: no number changes
+            record["artifacts"] = save_outputs(
+                self.save,
+                self.out_dir,
+                record,
+                method=method,
+                ctx=ctx,
+                spec=spec,
+                query=query,
+                gallery=gallery,
+                qf=qf,
+                gf=gf,
+                private_pred=private_pred,
+            )
         write_record(record, self.out_dir)
         return record
 

@@ -262,6 +262,8 @@ def load_image_domain(
             augment=ImageAugment(**{**MOCO_V2_AUG.params(), "size": pre.crop}),
             strong_augment=ImageAugment(**{**STRONG_AUG.params(), "size": pre.crop}),
             info=info,
+            ids=tuple(names[i] for i in keep),
+            files=tuple(str(paths[i]) for i in keep),
         )
     if options.mode != "features":
         raise UserError(f"Unknown mode '{options.mode}'; valid choices: features, finetune.")
@@ -321,6 +323,8 @@ def load_image_domain(
         views=views_t,
         extra_views=extra,
         info=info,
+        ids=tuple(names[i] for i in keep),
+        files=tuple(str(paths[i]) for i in keep),
     )
 
 
