@@ -177,7 +177,9 @@ def test_entry_point_plugin_lists_runs_and_tables(tmp_path):
     cli = [sys.executable, "-c", "import sys; from u2cdr_bench.cli import main; sys.exit(main(sys.argv[1:]))"]
 
     def call(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*cli, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [*cli, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
 
     listed = call("list", "methods")
     assert listed.returncode == 0, listed.stderr
