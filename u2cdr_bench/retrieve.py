@@ -217,15 +217,15 @@ def retrieve(
             f"The model {model_path} was trained on precomputed features ({model['config']['dataset']}); "
             "retrieve needs a model trained on images."
         )
-    paths = scan_images(gallery)
-    if not paths:
-        raise UserError(f"Gallery folder {gallery} holds no image files.")
     module = rebuild_encoder(model)
     with tempfile.TemporaryDirectory() as tmp:
         q_emb, q_ok = embed_files(model, module, list(queries), Path(tmp), Path(tmp), quiet=True)
     bad = [str(q) for q, good in zip(queries, q_ok, strict=True) if not good]
     if bad:
         raise UserError(f"Query image {bad[0]} cannot be read as an image.")
+    paths = scan_images(gallery)
+    if not paths:
+        raise UserError(f"Gallery folder {gallery} holds no image files.")
     g_emb, g_ok, cache, cached = gallery_embeddings(
         model, Path(model_path), module, gallery, paths, cache_dir, quiet
     )
