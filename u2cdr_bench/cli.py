@@ -8,6 +8,8 @@
     u2cdr-bench protocol show DATASET SETTING [--split-seed 0]
     u2cdr-bench regress [--reference results/reference]
     u2cdr-bench data download|verify|info
+    u2cdr-bench plot retrievals|embedding|results ...     (u2cdr_bench.plots.commands)
+    u2cdr-bench retrieve --model MODEL --gallery FOLDER --query IMAGE... [--top 10] [--plot]
 
 Any user mistake prints one sentence (``error: ...``) on stderr and exits with code 2.
 """
