@@ -257,3 +257,28 @@ def test_bad_input_for_saved_outputs_is_one_sentence(saved_runs, tmp_path, capsy
         assert err.startswith("error: ") and expected in err and err.count("\n") == 1, (args, err)
     assert sorted(p.name for p in plain.iterdir()) == [record.name]  # nothing written
     assert not Path("retrievals-" + record.stem + ".png").exists()
+
+
+def test_classifier_state_reproduces_codas_detector():
+    from u2cdr_bench.carried_detector import fit_state
+    from u2cdr_bench.data.types import DomainSamples
+    from u2cdr_bench.methods.base import FitContext
+    from u2cdr_bench.nets import make_encoder_factory
+
+    def domain(name: str, seed: int, shift: float) -> DomainSamples:
+        x = _clusters(seed, n=96, k=4, d=16, shift=shift)
+        views = np.stack(
+            [x + 0.2 * np.random.default_rng(seed + i).standard_normal(x.shape) for i in range(2)]
+        )
+        return DomainSamples(name, torch.from_numpy(x), np.arange(96) % 4, tuple("abcd"), "features",
+                             views=torch.from_numpy(views.astype(np.float32)))  # fmt: skip
+
+    a, b = domain("a", 0, 0.0), domain("b", 1, 0.5)
+    ctx = FitContext(seed=3, encoder_factory=make_encoder_factory("features", (16,)), input_kind="features",
+                     input_shape=(16,), epochs_scale=0.05, profile="features")  # fmt: skip
+    coda = get_method("coda")(ctx)
+    coda.fit(a.unlabeled(), b.unlabeled())
+    q, g = coda.embed(a.unlabeled()), coda.embed(b.unlabeled())
+    state = fit_state(coda, q, g)
+    assert state is not None and state.kind == "classifier" and state.assign == "dot"
+    assert np.array_equal(state.flags(q, g), coda.detect_private(q, g))

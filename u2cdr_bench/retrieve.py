@@ -29,13 +29,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import torch
 import typer
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI starts
+    import torch
 
 
 def scan_images(folder: Path) -> list[Path]:
@@ -54,6 +56,7 @@ def scan_images(folder: Path) -> list[Path]:
 
 def _pixels(model: dict[str, Any], paths: list[Path]) -> tuple[torch.Tensor, np.ndarray]:
     """``[N, C, H, W]`` inputs in [0, 1] for the ``pixels`` pipeline and the ``[N]`` readable mask."""
+    import torch
     from PIL import Image
 
     c, h, w = (int(s) for s in model["input_shape"])
@@ -74,6 +77,8 @@ def _pixels(model: dict[str, Any], paths: list[Path]) -> tuple[torch.Tensor, np.
 
 
 def _finetune(model: dict[str, Any], paths: list[Path]) -> tuple[torch.Tensor, np.ndarray]:
+    import torch
+
     from .backbones import parse_backbone
     from .data.images import open_rgb, resize_center_crop
 
@@ -91,6 +96,8 @@ def _finetune(model: dict[str, Any], paths: list[Path]) -> tuple[torch.Tensor, n
 def _features(
     model: dict[str, Any], paths: list[Path], root: Path, cache: Path | None, quiet: bool
 ) -> tuple[torch.Tensor, np.ndarray]:
+    import torch
+
     from .data.registry import DataOptions
     from .features import ImageSet, View, cache_root, extract_views
 
