@@ -154,6 +154,19 @@ def test_broken_entry_point_is_skipped_and_named_on_use(monkeypatch, capsys):
         _forget("broken-one")
 
 
+def test_import_spec_is_found_in_the_current_folder_by_the_console_script(tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / "my_method.py")
+    script = Path(sys.executable).parent / "u2cdr-bench"  # sys.path[0] is its folder, not the cwd
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, str(script), "run", "--method", SPEC, "--hp", "nope=1", "--quiet"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # the spec was imported: the hyper-parameter check lists the example's own defaults
+    assert out.returncode == 2 and "hyper-parameter of method my_method:TwoViewContrast 'nope'" in out.stderr
+    assert "lam" in out.stderr and "tau" in out.stderr
+
+
 def _install_fake_distribution(site: Path) -> None:
     """A distribution as pip leaves it: the package and a dist-info folder with the entry point."""
     pkg = site / "toy_u2cdr_plugin"

@@ -2,8 +2,8 @@
 
 Two ways to bring your own method (walk-through: ``docs/extending.md``):
 
-* **import spec** ``--method my_module:MyMethod`` -- ``my_module`` must be importable (on ``sys.path``, e.g.
-  the current folder or ``$PYTHONPATH``) and ``MyMethod`` a subclass of
+* **import spec** ``--method my_module:MyMethod`` -- ``my_module`` must be importable (from the current
+  folder, which is put on ``sys.path``, or from ``$PYTHONPATH``) and ``MyMethod`` a subclass of
   :class:`~u2cdr_bench.methods.base.Method`.
   The method is registered under the spec itself (``"my_module:MyMethod"``): that is the name in the record's
   config, so ``table`` shows it as a row and ``regress`` re-imports it from the record alone.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import sys
 from importlib import metadata
@@ -106,9 +107,16 @@ def import_object(spec: str, where: str) -> object:
 
 
 def register_spec(registry: Registry[type[Method]], spec: str) -> type[Method]:
-    """Import ``MODULE:CLASS``, check it and register it under ``spec``; returns the registered class."""
+    """Import ``MODULE:CLASS``, check it and register it under ``spec``; returns the registered class.
+
+    The current folder is put on ``sys.path`` first (as ``python -m`` would), since the ``u2cdr-bench``
+    console script does not look there.
+    """
     if spec in registry:
         return registry.get(spec)
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     cls = check_method_class(import_object(spec, f"'{spec}'"), f"'{spec}'")
     named = _named(cls, spec)
     registry.add(spec, named, _summary(cls, f"plug-in {spec}"))
