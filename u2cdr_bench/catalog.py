@@ -21,7 +21,7 @@ from typing import Any
 
 from .fingerprint import source_path
 
-__all__ = ["METHOD_GROUPS", "dataset_rows", "method_groups", "method_rows"]
+__all__ = ["METHOD_GROUPS", "PLUGIN_GROUP", "dataset_rows", "method_groups", "method_rows"]
 
 
 def _tree(module: str) -> ast.Module:
@@ -86,6 +86,8 @@ def _registered_classes(module: str) -> list[tuple[str, str]]:
 
 #: Display groups of ``list methods``, in table order.
 METHOD_GROUPS = ("training-free", "UEM and its ablations", "baselines")
+#: The group of installed entry-point plug-ins, listed last when there are any.
+PLUGIN_GROUP = "plug-ins"
 
 
 def method_groups() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -98,7 +100,30 @@ def method_groups() -> list[tuple[str, list[tuple[str, str]]]]:
         "UEM and its ablations": uem,
         "baselines": [f"u2cdr_bench.baselines.{m}" for m in baselines],
     }
-    return [(g, [row for m in modules[g] for row in _registered_classes(m)]) for g in METHOD_GROUPS]
+    groups = [(g, [row for m in modules[g] for row in _registered_classes(m)]) for g in METHOD_GROUPS]
+    plugins = _plugin_rows()
+    return groups + ([(PLUGIN_GROUP, plugins)] if plugins else [])
+
+
+def _plugin_rows() -> list[tuple[str, str]]:
+    """``(name, summary)`` of the installed entry-point plug-ins (docs/extending.md). Reading the entry
+    points is cheap; only when there are some are the methods imported (their summaries are class
+    attributes); a broken plug-in is listed with the reason it cannot be used."""
+    from .plugins import BROKEN, method_entry_points
+
+    eps = method_entry_points()
+    if not eps:
+        return []
+    from .methods import load_methods
+
+    reg = load_methods()
+    rows = []
+    for ep in eps:
+        if ep.name in BROKEN:
+            rows.append((ep.name, f"(not usable) {BROKEN[ep.name]}"))
+        elif ep.name in reg and not reg.entry(ep.name).obj.__module__.startswith("u2cdr_bench."):
+            rows.append((ep.name, reg.entry(ep.name).summary))
+    return rows
 
 
 def method_rows() -> list[tuple[str, str]]:

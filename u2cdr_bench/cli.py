@@ -8,6 +8,8 @@
     u2cdr-bench protocol show DATASET SETTING [--split-seed 0]
     u2cdr-bench regress [--reference results/reference]
     u2cdr-bench data download|verify|info
+    u2cdr-bench plot retrievals|embedding|results ...     (u2cdr_bench.plots.commands)
+    u2cdr-bench retrieve --model MODEL --gallery FOLDER --query IMAGE... [--top 10] [--plot]
 
 Any user mistake prints one sentence (``error: ...``) on stderr and exits with code 2, before any work
 starts and with nothing written (:mod:`u2cdr_bench.entry`); docs/reliability.md lists the cases.
@@ -151,6 +153,12 @@ def run(
     slurm_timeout_min: Annotated[
         int, typer.Option(metavar="MIN", help="Per-job time limit in minutes (submitit launchers).")
     ] = 60,
+    save_embeddings: Annotated[
+        bool, typer.Option(help="Also write the query/gallery embeddings beside the record (<hash>.npz).")
+    ] = False,
+    save_model: Annotated[
+        bool, typer.Option(help="Also write the trained encoder beside the record (<hash>.model.pt).")
+    ] = False,
 ) -> None:
     """Run a method on every directed pair (and seed) of a dataset under one setting."""
     from .launch import LAUNCHERS, submit
@@ -171,8 +179,11 @@ def run(
     )
     if launcher not in LAUNCHERS:
         raise UserError(f"Unknown launcher '{launcher}'; valid choices: {', '.join(LAUNCHERS)}.")
+    from .artifacts import SaveOptions
+
     check_writable(out_dir)
-    runner = Runner(options, out_dir, force=force, reuse_stale=reuse_stale)
+    save = SaveOptions(embeddings=save_embeddings, model=save_model)
+    runner = Runner(options, out_dir, force=force, reuse_stale=reuse_stale, save=save)
     runner.preflight(configs)
     SESSION.out_dir, SESSION.records = Path(out_dir), runner.written
     folder = OutFolder(out_dir)
@@ -190,7 +201,7 @@ def run(
                 err.print(
                     f"submitting {len(todo)} job(s) with {launcher} ({len(configs) - len(todo)} done already)"
                 )
-            submit(todo, options, out_dir, launcher, slurm)
+            submit(todo, options, out_dir, launcher, slurm, save=vars(save) if save.any else None)
             records = [runner.existing(c) for c in configs]
     finally:
         folder.tidy()
@@ -442,6 +453,18 @@ def _mount_data_app() -> None:
 
 
 _mount_data_app()
+
+
+def _mount_outputs_apps() -> None:
+    """``plot retrievals|embedding|results`` and ``retrieve`` (u2cdr_bench.plots, u2cdr_bench.retrieve)."""
+    from .plots.commands import plot_app
+    from .retrieve import retrieve_command
+
+    app.add_typer(plot_app, name="plot", help="Draw retrievals, embedding maps and result charts.")
+    app.command("retrieve")(retrieve_command)
+
+
+_mount_outputs_apps()
 
 
 def main(argv: list[str] | None = None) -> int:

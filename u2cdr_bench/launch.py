@@ -19,16 +19,21 @@ from .runner import RunConfig, Runner
 LAUNCHERS = ("local", "submitit-local", "slurm")
 
 
-def run_one(config: dict[str, Any], options: dict[str, Any], out_dir: str) -> dict:
+def run_one(
+    config: dict[str, Any], options: dict[str, Any], out_dir: str, save: dict[str, bool] | None = None
+) -> dict:
     """Job body: run one config (skipped when its record exists) and return the record.
 
     The job holds the config's lock (:func:`u2cdr_bench.outdir.config_lock`), waiting while another
-    process runs the same config, and reuses the record that process wrote.
+    process runs the same config, and reuses the record that process wrote. ``save`` asks for the saved
+    outputs (:class:`u2cdr_bench.artifacts.SaveOptions` fields).
     """
+    from .artifacts import SaveOptions
+
     opts = DataOptions(
         **{k: (Path(v) if k in ("data_dir", "cache_dir") and v else v) for k, v in options.items()}
     )
-    runner = Runner(opts, Path(out_dir))
+    runner = Runner(opts, Path(out_dir), save=SaveOptions(**(save or {})))
     cfg = RunConfig(**config)
     if runner.is_done(cfg):
         return runner.existing(cfg)
@@ -45,6 +50,7 @@ def submit(
     launcher: str,
     slurm: dict[str, Any] | None = None,
     wait: bool = True,
+    save: dict[str, bool] | None = None,
 ) -> list[dict]:
     """Submit one job per config; with ``wait`` return the records in config order."""
     import submitit
@@ -63,6 +69,7 @@ def submit(
         [c.as_dict() for c in configs],
         [opts] * len(configs),
         [str(out_dir)] * len(configs),
+        [dict(save or {})] * len(configs),
     )
     if not wait:
         return []

@@ -107,7 +107,7 @@ def load_tolerances(path: Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(
-            f"No tolerance file {path}; write it with `python benchmarks/make_reference.py --spread`."
+            f"No tolerance file {path}; write it with `python benchmarks/make_reference.py`."
         ) from None
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"Cannot read tolerance file {path}: {err}.") from None

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .artifacts import SaveOptions, has_outputs, save_outputs
 from .data.registry import DataOptions, DatasetSpec, get_dataset
 from .data.types import DomainSamples
 from .errors import UserError
@@ -196,18 +197,25 @@ class Runner:
     """Runs configs, caching loaded domains across runs of one invocation.
 
     A config is *done* when ``out_dir`` holds a valid record of it made by the same code (its
-    ``code.fingerprint``, :mod:`u2cdr_bench.fingerprint`); a record of other code is *stale* and re-run
-    unless ``reuse_stale``; ``force`` re-runs everything.
+    ``code.fingerprint``, :mod:`u2cdr_bench.fingerprint`) and, when outputs are asked for (``save``), those
+    outputs too; a record of other code is *stale* and re-run unless ``reuse_stale``; ``force`` re-runs
+    everything.
     """
 
     def __init__(
-        self, options: DataOptions, out_dir: Path, force: bool = False, reuse_stale: bool = False
+        self,
+        options: DataOptions,
+        out_dir: Path,
+        force: bool = False,
+        reuse_stale: bool = False,
+        save: SaveOptions | None = None,
     ) -> None:
         self.options = options
         self.out_dir = Path(out_dir)
         self.force = force
         self.reuse_stale = reuse_stale
         self.written: list[Path] = []
+        self.save = save or SaveOptions()  # --save-embeddings / --save-model (u2cdr_bench.artifacts)
         self._domains: dict[tuple[str, str, tuple[str, ...] | None], DomainSamples] = {}
 
     def code(self, cfg: RunConfig) -> dict[str, Any]:
@@ -235,7 +243,10 @@ class Runner:
         return ("done" if self.reuse_stale else "stale"), reason
 
     def is_done(self, cfg: RunConfig) -> bool:
-        return self.status(cfg)[0] == "done"
+        """A valid record of this code exists (and, when outputs are asked for, they exist too)."""
+        if self.status(cfg)[0] != "done":
+            return False
+        return not self.save.any or has_outputs(self.existing(cfg), self.out_dir, self.save)
 
     def existing(self, cfg: RunConfig) -> dict:
         return read_record(record_path(self.out_dir, cfg.as_dict()))
@@ -359,6 +370,20 @@ class Runner:
             "code": self.code(cfg),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        if self.save.any:  # written before the record, after the metrics: no number changes
+            record["artifacts"] = save_outputs(
+                self.save,
+                self.out_dir,
+                record,
+                method=method,
+                ctx=ctx,
+                spec=spec,
+                query=query,
+                gallery=gallery,
+                qf=qf,
+                gf=gf,
+                private_pred=private_pred,
+            )
         self.written.append(write_or_rescue(record, self.out_dir))
         return record
 

@@ -63,6 +63,32 @@ def cluster_spread(
     return spread
 
 
+def fit_generic_detector(
+    query_feats: np.ndarray,
+    distance: str = "euclidean",
+    seed: int = 0,
+    k: int | None = None,
+    k_max: int = 100,
+    threshold: str = "radius",
+    estimator: str = "elbow",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-2 on query features ``[N_q, D]``: ``(centroids [K, D], D_c [K], assign [N_q])``.
+
+    ``k`` fixes the number of query clusters (else the ``estimator`` over ``2..k_max``); with the cosine
+    distance the clustering runs on the L2-normalised features. The saved-model detector
+    (:mod:`u2cdr_bench.carried_detector`) stores exactly this state.
+    """
+    q = np.ascontiguousarray(query_feats, dtype=np.float32)
+    xk = q
+    if distance == "cosine":
+        xk = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    if k is None:
+        k = estimate_k(xk, estimator, seed=seed, k_min=2, k_max=k_max).k
+    km = kmeans(xk, k, seed=seed)
+    spread = cluster_spread(q, km.assign, km.centroids, distance, threshold)
+    return km.centroids, spread, km.assign
+
+
 def generic_private_detector(
     query_feats: np.ndarray,
     gallery_feats: np.ndarray,
@@ -73,16 +99,9 @@ def generic_private_detector(
     threshold: str = "radius",
     estimator: str = "elbow",
 ) -> np.ndarray:
-    """``[N_q]`` bool, True = query judged private. ``k`` fixes the number of query clusters (else the
-    ``estimator`` over ``2..k_max``)."""
+    """``[N_q]`` bool, True = query judged private (steps 1-3; arguments as :func:`fit_generic_detector`)."""
     q = np.ascontiguousarray(query_feats, dtype=np.float32)
     g = np.ascontiguousarray(gallery_feats, dtype=np.float32)
-    xk = q
-    if distance == "cosine":
-        xk = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    if k is None:
-        k = estimate_k(xk, estimator, seed=seed, k_min=2, k_max=k_max).k
-    km = kmeans(xk, k, seed=seed)
-    spread = cluster_spread(q, km.assign, km.centroids, distance, threshold)
+    _, spread, assign = fit_generic_detector(q, distance, seed, k, k_max, threshold, estimator)
     nn = nearest_distance(q, g, distance)
-    return nn > spread[km.assign]
+    return nn > spread[assign]

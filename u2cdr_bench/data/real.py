@@ -268,6 +268,8 @@ def load_image_domain(
             augment=ImageAugment(**{**MOCO_V2_AUG.params(), "size": pre.crop}),
             strong_augment=ImageAugment(**{**STRONG_AUG.params(), "size": pre.crop}),
             info=info,
+            ids=tuple(names[i] for i in keep),
+            files=tuple(str(paths[i]) for i in keep),
         )
     if options.mode != "features":
         raise UserError(f"Unknown mode '{options.mode}'; valid choices: features, finetune.")
@@ -331,6 +333,8 @@ def load_image_domain(
         views=views_t,
         extra_views=extra,
         info=info,
+        ids=tuple(names[i] for i in keep),
+        files=tuple(str(paths[i]) for i in keep),
     )
 
 

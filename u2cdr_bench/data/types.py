@@ -51,6 +51,9 @@ class DomainSamples:
         strong_augment: optional stronger augmenter (image mode; e.g. DN2A's strong augmentation).
         extra_views: named extra pre-extracted view sets (features mode), e.g. ``{"strong": [V, N, D]}``.
         info: free-form facts for the record (e.g. skipped corrupt files).
+        ids: ``[N]`` stable sample ids (real images: the path relative to the dataset folder) or ``None``;
+            :meth:`sample_ids` then numbers the samples ``"<domain>/<row>"`` in the loaded order.
+        files: ``[N]`` absolute image paths (real images) or ``None``; used by ``plot retrievals``.
     """
 
     domain: str
@@ -63,6 +66,8 @@ class DomainSamples:
     strong_augment: Augmenter | None = None
     extra_views: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    ids: tuple[str, ...] | None = None
+    files: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.labels):
@@ -73,13 +78,21 @@ class DomainSamples:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def sample_ids(self) -> tuple[str, ...]:
+        """``ids``, or ``"<domain>/<row>"`` per sample when the loader gave none (e.g. ``"mnist/17"``)."""
+        if self.ids is not None:
+            return self.ids
+        return tuple(f"{self.domain}/{i}" for i in range(len(self)))
+
     def select_classes(self, names: Sequence[str]) -> DomainSamples:
         """Keep only the samples whose class name is in ``names`` (labels keep the dataset indexing)."""
         keep_idx = [self.class_names.index(n) for n in names]
         mask = np.isin(self.labels, keep_idx)
         import torch
 
-        idx = torch.from_numpy(np.flatnonzero(mask))
+        rows = np.flatnonzero(mask)
+        idx = torch.from_numpy(rows)
+        ids = self.sample_ids()
         return DomainSamples(
             domain=self.domain,
             x=self.x[idx],
@@ -91,6 +104,8 @@ class DomainSamples:
             strong_augment=self.strong_augment,
             extra_views={k: v[:, idx] for k, v in self.extra_views.items()},
             info=dict(self.info),
+            ids=tuple(ids[i] for i in rows),
+            files=None if self.files is None else tuple(self.files[i] for i in rows),
         )
 
     def unlabeled(self) -> UnlabeledDomain:

@@ -34,6 +34,9 @@ def load_methods() -> Registry[type[Method]]:
         ):
             importlib.import_module(mod)
         _LOADED = True
+        from ..plugins import load_entry_points
+
+        load_entry_points(METHODS)  # plug-ins of the entry-point group, after the built-ins
     return METHODS
 
 
@@ -48,6 +51,8 @@ def _order_key(entry) -> tuple[int, int]:
         return (0, 1)
     if ".methods.uem" in module:
         return (1, 0)
+    if not module.startswith("u2cdr_bench."):
+        return (3, 0)  # plug-ins (entry points, MODULE:CLASS) after the baselines, in registration order
     from .. import baselines
 
     name = module.rsplit(".", 1)[-1]
@@ -61,7 +66,18 @@ def method_names() -> list[str]:
 
 
 def get_method(name: str) -> type[Method]:
-    return load_methods().get(name)
+    """The method class of a registered name, or of a plug-in import spec ``MODULE:CLASS``."""
+    from .. import plugins
+
+    reg = load_methods()
+    if name not in reg:
+        if name in plugins.BROKEN:
+            from ..errors import UserError
+
+            raise UserError(plugins.BROKEN[name])
+        if plugins.is_import_spec(name):
+            return plugins.register_spec(reg, name)
+    return reg.get(name)
 
 
 __all__ = ["METHODS", "FitContext", "Method", "get_method", "load_methods", "method_names", "register_method"]

@@ -46,6 +46,10 @@ class DetectorResult:
         thresholds: ``[N_A]`` the ``D_{c+}`` each query is compared with (NaN where its prototype is
             unmerged; with ``spread="loo"`` it leaves the query out).
         merge: the prototype merge of step 1.
+        prototypes: ``[K_A, D]`` the query prototypes ``P^A``.
+        proto_thresholds: ``[K_A]`` ``D_{c+}`` over *all* members of each merged prototype (Eq. 25 as it
+            applies to a new sample, which is no member), NaN for unmerged prototypes; the state a saved
+            model carries (:mod:`u2cdr_bench.carried_detector`).
     """
 
     flags: np.ndarray
@@ -55,6 +59,8 @@ class DetectorResult:
     nn_delta: np.ndarray
     thresholds: np.ndarray
     merge: MergeResult
+    prototypes: np.ndarray
+    proto_thresholds: np.ndarray
 
     def summary(self) -> dict[str, float]:
         return {
@@ -134,10 +140,13 @@ def uem_private_detector(
     g_proto = _nearest_euclidean(g, pb)  # ... and of gallery items
     qt, gt = torch.from_numpy(q), torch.from_numpy(g)
     thresholds = np.full(len(q), np.nan)
+    proto_thresholds = np.full(len(pa), np.nan)
     for c, c2 in merge.merged_pairs:
         members = np.flatnonzero(q_proto == c)
         rows = cross_spread(qt[torch.from_numpy(members)], gt[torch.from_numpy(g_proto == c2)])
-        thr = leave_one_out_max(rows) if spread == "loo" else torch.full_like(rows, float(rows.max()))
+        top = float(rows.max()) if len(rows) else float("-inf")  # -inf: every query of c is flagged
+        proto_thresholds[c] = top
+        thr = leave_one_out_max(rows) if spread == "loo" else torch.full_like(rows, top)
         thresholds[members] = thr.double().numpy()
     _, nn_delta_t = nearest_by_delta(qt, gt)  # Eq. 27's D^{A->B}_i
     nn_delta = nn_delta_t.double().numpy()
@@ -153,4 +162,6 @@ def uem_private_detector(
         nn_delta=nn_delta,
         thresholds=thresholds,
         merge=merge,
+        prototypes=pa,
+        proto_thresholds=proto_thresholds,
     )

@@ -520,6 +520,17 @@ class UEM(EncoderMethod):
     # ----- open-set detection ----------------------------------------------------------------------
     def detect_private(self, query_feats: np.ndarray, gallery_feats: np.ndarray) -> np.ndarray:
         """``[N_q]`` bool by UEM's own rule (paper-spec §2.6, Eqs. 25–27) on ``embed`` features."""
+        return self._detect(query_feats, gallery_feats).flags
+
+    def export_detector(self, query_feats: np.ndarray, gallery_feats: np.ndarray) -> Any:
+        """The detector a saved model carries (:class:`u2cdr_bench.carried_detector.DetectorState`): the
+        run's query prototypes ``P^A`` and their Eq. 25 thresholds (NaN = unmerged, always private)."""
+        from ...carried_detector import DetectorState
+
+        res = self._detect(query_feats, gallery_feats, record=False)
+        return DetectorState("uem", res.prototypes, res.proto_thresholds, "euclidean", "delta")
+
+    def _detect(self, query_feats: np.ndarray, gallery_feats: np.ndarray, record: bool = True) -> Any:
         hp = self.hp
         t0 = time.perf_counter()
         seed = int(self.ctx.seed)
@@ -539,6 +550,7 @@ class UEM(EncoderMethod):
             spread=hp["detector_spread"],
             merge_rule=hp["merge_rule"],
         )
-        self.info["detector"] = res.summary()
-        self.info["timings"]["detector"] += time.perf_counter() - t0
-        return res.flags
+        if record:
+            self.info["detector"] = res.summary()
+            self.info["timings"]["detector"] += time.perf_counter() - t0
+        return res
