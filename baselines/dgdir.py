@@ -349,8 +349,8 @@ class DGDIR(EncoderMethod):
             for key in ("a", "b"):
                 i = idxs[key].to(dev)
                 qp, qr, kp, kr = qs[(key, "ph")], qs[(key, "rgb")], ks[(key, "ph")], ks[(key, "rgb")]
-                # snapshots: the memories are refreshed in place below, before the backward pass
-                mp, mr = banks[(key, "ph")].bank.clone(), banks[(key, "rgb")].bank.clone()
+                # the memories as they were before this step: their refresh waits for the optimiser step
+                mp, mr = banks[(key, "ph")].bank, banks[(key, "rgb")].bank
                 terms["contra_intra_phase"].append(keyed_nce(qp, kp, mp, i, tau, reduction="none"))
                 terms["contra_intra_rgb"].append(keyed_nce(qr, kr, mr, i, tau, reduction="none"))
                 terms["contra_cross_phase"].append(keyed_nce(qp, kr, mp, i, tau, reduction="none"))
@@ -367,10 +367,14 @@ class DGDIR(EncoderMethod):
                 clu = prototype_nce(feats, clusters["centroids"], torch.cat([own, own]), tau=1.0)
                 loss = loss + float(hp["cluster_loss_w"]) * clu
                 info["cluster"] = float(clu.detach())
-            for key in ("a", "b"):
-                i = idxs[key].to(dev)
-                banks[(key, "ph")].update(i, ks[(key, "ph")])
-                banks[(key, "rgb")].update(i, ks[(key, "rgb")])
+
+            def refresh() -> None:
+                for key in ("a", "b"):
+                    i = idxs[key].to(dev)
+                    banks[(key, "ph")].update(i, ks[(key, "ph")])
+                    banks[(key, "rgb")].update(i, ks[(key, "rgb")])
+
+            self.after_step(refresh)
             return loss, info
 
         self.train_stage("dgdir", domain_a, domain_b, epochs, step, on_epoch_start=on_epoch_start)

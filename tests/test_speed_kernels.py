@@ -99,3 +99,151 @@ def test_per_query_ap_equals_old_on_a_large_gallery_with_float32_twins() -> None
     for a, b in zip(new, old, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
     assert np.isnan(new.voc[ql == 8]).all() and not np.isnan(new.voc[ql != 8]).any()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Feature extraction: old = one sequential loop decoding each chunk in the main process
+# ---------------------------------------------------------------------------------------------------------
+
+
+def old_extract(files, backbone: str, views, chunk_size: int, batch_size: int, partners=None) -> dict:
+    """The pre-issue-13 ``_run_chunks`` loop, without the cache: decode a chunk, each view's inputs of the
+    whole chunk, forward passes of ``batch_size`` from the chunk's start."""
+    import torch
+
+    from u2cdr_bench import features as feat
+    from u2cdr_bench.backbones import parse_backbone
+    from u2cdr_bench.data.images import limit_size, open_rgb
+
+    spec, _ = parse_backbone(backbone)
+    model = feat._inference_model(backbone)
+    n = len(files)
+    out = {v.name: np.zeros((n, spec.out_dim), dtype=np.float32) for v in views}
+    with torch.inference_mode():
+        for lo in range(0, n, chunk_size):
+            hi = min(n, lo + chunk_size)
+            images = [open_rgb(p) for p in files.paths[lo:hi]]
+            images = [None if im is None else limit_size(im, feat.MAX_SHORT_SIDE) for im in images]
+            ok = np.array([im is not None for im in images], dtype=bool)
+            for view in views:
+                x = feat._view_inputs(view, images, files.names[lo:hi], spec.preprocess, partners)
+                f = np.zeros((hi - lo, spec.out_dim), dtype=np.float32)
+                for b in range(0, hi - lo, batch_size):
+                    xb = x[b : b + batch_size].contiguous(memory_format=torch.channels_last)
+                    f[b : b + len(xb)] = model(xb).float().numpy()
+                f[~ok] = 0.0
+                out[view.name][lo:hi] = f
+    return out
+
+
+@pytest.mark.parametrize("workers", ["0", "1", "2"])
+def test_extraction_with_decode_workers_equals_the_old_sequential_loop(
+    tmp_path, monkeypatch, workers
+) -> None:
+    """Every view kind, chunks and batches that do not divide the domain, a truncated file: the features of
+    the worker-process decode are those of the old loop, bit for bit."""
+    from PIL import Image
+
+    from u2cdr_bench.backbones import BACKBONES, BackboneSpec, Preprocess, register_backbone
+    from u2cdr_bench.features import ImageSet, View, extract_views
+
+    if "test-tiny32" not in BACKBONES:
+        tiny = BACKBONES.get("tiny-random")
+        register_backbone(BackboneSpec("test-tiny32", "tests only", 64, Preprocess(36, 32), tiny.make, None))
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    paths = []
+    for i in range(11):
+        p = root / f"c{i % 2}" / f"img_{i:03d}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        size = (40 + 3 * i, 32 + 2 * i)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(p, quality=90)
+        paths.append(p)
+    paths[4].write_bytes(paths[4].read_bytes()[:100])  # unreadable
+    names = tuple(p.relative_to(root).as_posix() for p in paths)
+    files = ImageSet("toy", "dom", tuple(paths), names, np.zeros(11, dtype=np.int64))
+    views = [View("clean"), View("aug", 1), View("strong", 0), View("fourier", 0), View("phase", 0)]
+    monkeypatch.setenv("U2CDR_DECODE_WORKERS", workers)
+    got = extract_views(files, "test-tiny32", views, tmp_path / "c", chunk_size=5, batch_size=2, quiet=True)
+    want = old_extract(files, "test-tiny32", views, chunk_size=5, batch_size=2, partners=None)
+    for v in views:
+        np.testing.assert_array_equal(got[v.name].features, want[v.name])
+        assert got[v.name].ok.tolist() == [i != 4 for i in range(11)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory updates after the optimiser step (EncoderMethod.after_step): old = snapshot + update before backward
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _bank_method(deferred: bool):
+    import torch
+
+    from u2cdr_bench.blocks.losses import instance_nce
+    from u2cdr_bench.data.types import UnlabeledDomain
+    from u2cdr_bench.methods.base import FitContext
+    from u2cdr_bench.methods.common import EncoderMethod
+    from u2cdr_bench.nets import make_encoder_factory
+
+    class BankToy(EncoderMethod):
+        name = "bank-toy"
+        summary = "test only"
+        citation = "none"
+        distance = "cosine"
+        defaults = {"epochs": 3, "tau": 0.2, "memory_momentum": 0.5}
+
+        def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
+            banks = [self.init_memory(d, 0.5) for d in (domain_a, domain_b)]
+
+            def step(epoch, idx_a, idx_b):
+                fa, fb = self.forward_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
+                mem = [b.bank if deferred else b.bank.clone() for b in banks]
+                loss = instance_nce(fa, mem[0], idx_a, 0.2) + instance_nce(fb, mem[1], idx_b, 0.2)
+                loss = loss + (fa @ mem[1].t()).logsumexp(1).mean()  # a cross-domain read of the memory
+                news = [(idx_a, fa.detach()), (idx_b, fb.detach())]
+                if deferred:
+                    self.after_step(lambda: [b.update(i, f) for b, (i, f) in zip(banks, news, strict=True)])
+                else:
+                    for b, (i, f) in zip(banks, news, strict=True):
+                        b.update(i, f)
+                return loss, {"loss": float(loss.detach())}
+
+            self.train_stage("toy", domain_a, domain_b, 3, step)
+            self.banks = banks
+
+    rng = np.random.default_rng(0)
+    doms = [
+        UnlabeledDomain(
+            f"d{k}",
+            torch.tensor(rng.standard_normal((n, 16)), dtype=torch.float32),
+            "features",
+            views=torch.tensor(rng.standard_normal((3, n, 16)), dtype=torch.float32),
+        )
+        for k, n in enumerate((70, 45))  # unequal sizes: B's memory sees repeated indices
+    ]
+    ctx = FitContext(
+        seed=0,
+        encoder_factory=make_encoder_factory("features", (16,), out_dim=8, hidden=32),
+        input_kind="features",
+        input_shape=(16,),
+        profile="features",
+    )
+    m = BankToy(ctx, {"batch_size": 32})
+    m.fit(*doms)
+    return m
+
+
+def test_memory_update_after_the_step_equals_snapshot_then_update_bit_for_bit() -> None:
+    import torch
+
+    old, new = _bank_method(deferred=False), _bank_method(deferred=True)
+    for (k, a), (_, b) in zip(
+        old.encoder.state_dict().items(), new.encoder.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k
+    for a, b in zip(old.banks, new.banks, strict=True):
+        assert torch.equal(a.bank, b.bank)
+    assert new._after_step is None  # outside a stage an update runs at once
+    calls = []
+    new.after_step(lambda: calls.append(1))
+    assert calls == [1]
