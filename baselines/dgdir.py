@@ -312,12 +312,23 @@ class DGDIR(EncoderMethod):
             banks[(key, "rgb")] = MemoryBank(init_rgb.to(dev), 0.0)
         clusters: dict[str, Any] = {}
 
+        phase_inputs: dict[int, torch.Tensor] = {}
+
+        def clustering_inputs(i: int) -> torch.Tensor:
+            """Per-channel clean phase images of pool domain ``i``; image mode computes them once (they do
+            not change), features mode draws its cached phase views anew each time (as before)."""
+            if pool[i].kind != "image":
+                return self._clean_phase(pool[i], per_channel=True)
+            if i not in phase_inputs:
+                phase_inputs[i] = self._clean_phase(pool[i], per_channel=True)
+            return phase_inputs[i]
+
         def on_epoch_start(epoch: int) -> None:
             if epoch < warmup:
                 return
             # official: eval-mode query encoder, per-channel phase of the clean images (main ll. 253, 381)
             module = self.cluster_module()
-            feats = [_encode_tensor(module, self._clean_phase(d, per_channel=True), dev) for d in pool]
+            feats = [_encode_tensor(module, clustering_inputs(i), dev) for i in range(len(pool))]
             km = kmeans(torch.cat(feats).numpy(), k, seed=self.ctx.seed)
             assign = torch.from_numpy(km.assign).to(dev)
             clusters["centroids"] = F.normalize(torch.from_numpy(km.centroids), dim=1).to(dev)

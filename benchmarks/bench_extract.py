@@ -112,7 +112,11 @@ def main() -> None:
                 "images_per_s": round(n / dt, 1),
                 "bare_forward_s": round(ref, 2),
                 "ratio": round(ref / dt, 2),
-                "decode_workers": feat.decode_workers(),
+                "decode_workers": (
+                    feat.decode_workers(feat._threads_from_env() or None)
+                    if hasattr(feat, "decode_workers")
+                    else 0  # code before issue 13: no workers
+                ),
             }
             results.append(row)
             print(json.dumps(row), flush=True)

@@ -18,7 +18,9 @@ category count to that category):
 * ``evaluation``: ``embed``, ``detect_private`` and the metrics after ``fit``;
 * ``views``: augmented views (``UnlabeledDomain.view`` / ``view_set``, DGDIR's Fourier views);
 * ``encoder``: forward passes of the encoder and ``backward`` (the floor's kind of work) in training steps;
-* ``rest``: everything else (losses, optimiser, Python glue, data loading).
+* ``head_init``: the data-dependent head initialisation (``prepare_encoder``: the StructureHead's PCA);
+* ``optimizer``: ``SGD.step``;
+* ``rest``: everything else (losses, Python glue, data loading).
 
 ``--profile`` adds a cProfile run per method; its ``python %`` column is the share of the profiled time
 spent in Python functions' own code (``tottime`` of non-builtin functions; cProfile inflates it), and
@@ -62,7 +64,7 @@ from u2cdr_bench.nets import make_encoder_factory
 from u2cdr_bench.protocols import get_protocol
 from u2cdr_bench.runner import Runner, input_mode, plan
 
-CATEGORIES = ("clustering", "memory", "nn_search", "evaluation", "views", "encoder")
+CATEGORIES = ("clustering", "memory", "nn_search", "evaluation", "views", "encoder", "head_init", "optimizer")
 
 #: (module, attribute path, category) of the functions timed; missing ones are skipped.
 TARGETS: list[tuple[str, str, str]] = [
@@ -87,6 +89,8 @@ TARGETS: list[tuple[str, str, str]] = [
     ("u2cdr_bench.nets", "SmallCNN.forward", "encoder"),
     ("u2cdr_bench.nets", "MLPHead.forward", "encoder"),
     ("u2cdr_bench.nets", "StructureHead.forward", "encoder"),
+    ("u2cdr_bench.methods.common", "EncoderMethod.prepare_encoder", "head_init"),
+    ("torch.optim.sgd", "SGD.step", "optimizer"),
 ]
 
 
@@ -121,6 +125,8 @@ def _patch(timers: Timers, method_cls: type) -> list[tuple[Any, str, Any]]:
     """Wrap every target (in every module that imported it by name); returns what to restore."""
     undo: list[tuple[Any, str, Any]] = []
     modules = [m for n, m in list(sys.modules.items()) if n.startswith("u2cdr_bench") and m is not None]
+    import torch.optim.sgd  # noqa: F401 - a target
+
     for mod_name, path, category in TARGETS:
         mod = sys.modules.get(mod_name)
         if mod is None:

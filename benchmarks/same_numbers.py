@@ -60,6 +60,7 @@ def child(dataset: str, specs: list[str], scale: float, data_dir: str | None) ->
                         "sha": seen["sha"],
                         "map_all": rec["metrics"]["map_all"],
                         "openset_accuracy": rec["metrics"].get("openset_accuracy"),
+                        "final_domain_acc": rec["method_info"].get("final_domain_acc"),
                         "cpu_s": round(time.process_time() - c0, 2),
                         "module": runner_mod.__file__,
                     }
@@ -111,6 +112,8 @@ def main() -> None:
             f"{spec:45s} {'same' if same else 'DIFFERENT':9s} sha {a['sha']} / {b['sha']}  "
             f"map_all {a['map_all']} / {b['map_all']}  cpu {a['cpu_s']} / {b['cpu_s']} s (this / reference)"
         )
+        if a.get("final_domain_acc") != b.get("final_domain_acc"):
+            print(f"{'':45s} final_domain_acc {a.get('final_domain_acc')} / {b.get('final_domain_acc')}")
     sys.exit(1 if differ else 0)
 
 

@@ -548,18 +548,19 @@ class _BatchInputs(torch.utils.data.Dataset):
         return i, ok, {v.name: _view_inputs(v, images, names, self.pre, self.partners) for v in views}
 
 
-def decode_workers() -> int:
+def decode_workers(threads: int | None = None) -> int:
     """Worker processes decoding and transforming images during extraction (``$U2CDR_DECODE_WORKERS``).
 
-    Unset: one worker when the machine has a core beside the forward pass's torch threads, else none (the
-    decoding then runs in the main process, between forward passes). ``0`` forces the sequential loop.
+    Unset: one worker when the machine has a core beside the forward pass's ``threads`` torch threads
+    (default: torch's current number), else none (the decoding then runs in the main process, between
+    forward passes). ``0`` forces the sequential loop.
     """
     raw = os.environ.get(DECODE_WORKERS_ENV, "").strip()
     if raw:
         if not raw.isdigit():
             raise UserError(f"{DECODE_WORKERS_ENV} must be a whole number of worker processes, got '{raw}'.")
         return int(raw)
-    return 1 if (os.cpu_count() or 1) > torch.get_num_threads() else 0
+    return 1 if (os.cpu_count() or 1) > (threads or torch.get_num_threads()) else 0
 
 
 def _run_chunks(
