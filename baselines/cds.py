@@ -147,12 +147,12 @@ class Cds(EncoderMethod):
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
         ) -> tuple[torch.Tensor, dict[str, float]]:
             fa, fb = self.forward_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
-            mem_a, mem_b = bank_a.bank.clone(), bank_b.bank.clone()
+            mem_a, mem_b = bank_a.bank, bank_b.bank  # updated after the optimiser step
             inst = 0.5 * (
                 instance_nce(fa, mem_a, idx_a, tau=hp["tau"]) + instance_nce(fb, mem_b, idx_b, tau=hp["tau"])
             )
-            bank_a.update(idx_a, fa.detach())
-            bank_b.update(idx_b, fb.detach())
+            fa_, fb_ = fa.detach(), fb.detach()
+            self.after_step(lambda: (bank_a.update(idx_a, fa_), bank_b.update(idx_b, fb_)))
             return inst, {"inst": float(inst.detach())}
 
         if pre_epochs > 0:
@@ -162,15 +162,15 @@ class Cds(EncoderMethod):
             epoch: int, idx_a: torch.Tensor, idx_b: torch.Tensor
         ) -> tuple[torch.Tensor, dict[str, float]]:
             fa, fb = self.forward_pair(self.view(domain_a, idx_a), self.view(domain_b, idx_b))
-            mem_a, mem_b = bank_a.bank.clone(), bank_b.bank.clone()
+            mem_a, mem_b = bank_a.bank, bank_b.bank  # updated after the optimiser step
             inst = 0.5 * (
                 instance_nce(fa, mem_a, idx_a, tau=hp["tau"]) + instance_nce(fb, mem_b, idx_b, tau=hp["tau"])
             )
             ent_ab = cross_domain_entropy(fa, mem_b, hp["tau"], int(hp["top_k"]), hp["entropy_eps"])
             ent_ba = cross_domain_entropy(fb, mem_a, hp["tau"], int(hp["top_k"]), hp["entropy_eps"])
             loss = inst + hp["cdm_weight"] * (ent_ab + ent_ba)
-            bank_a.update(idx_a, fa.detach())
-            bank_b.update(idx_b, fb.detach())
+            fa_, fb_ = fa.detach(), fb.detach()
+            self.after_step(lambda: (bank_a.update(idx_a, fa_), bank_b.update(idx_b, fb_)))
             return loss, {
                 "inst": float(inst.detach()),
                 "ent_ab": float(ent_ab.detach()),

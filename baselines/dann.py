@@ -44,6 +44,12 @@ and detection: cosine distance. Views: one default augmented view per sample and
 memory init and ``embed``. The two domains' batches go through the encoder in one pass
 (``joint_forward=True``, as tllib's ``dann.py`` ll. 167-170 concatenates ``x_s`` and ``x_t``), so BatchNorm
 normalises training batches with statistics of both domains, as its eval-mode running statistics do.
+
+Monitoring: the per-step domain accuracy is read from the logits of the adversarial loss's forward pass.
+Before issue 13 a second, gradient-free pass computed it, which also moved the discriminator's BatchNorm
+running statistics a second time per step; those statistics serve only the eval-mode ``final_domain_acc``
+diagnostic (training uses batch statistics), so that diagnostic is the one number this changed
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from u2cdr_bench.blocks.grl import DomainClassifier, DomainDiscriminator, dann_lambda, domain_adversarial_loss
+from u2cdr_bench.blocks.grl import (
+    DomainClassifier,
+    DomainDiscriminator,
+    dann_lambda,
+    domain_adversarial_loss_and_logits,
+)
 from u2cdr_bench.blocks.losses import instance_nce
 from u2cdr_bench.blocks.memory import MemoryBank
 from u2cdr_bench.data.types import UnlabeledDomain
@@ -140,16 +151,25 @@ class Dann(EncoderMethod):
     ) -> dict[str, torch.Tensor]:
         """The three terms and their weighted sum for inputs ``xa`` / ``xb`` (rows ``idx_a`` / ``idx_b``).
 
-        Returns ``inst_a``, ``inst_b``, ``adv`` (mean BCE, GRL with coefficient ``lam``), ``total`` and
-        the features ``fa``, ``fb`` ``[B, D]``. The memory banks are not updated here.
+        Returns ``inst_a``, ``inst_b``, ``adv`` (mean BCE, GRL with coefficient ``lam``), ``total``, the
+        features ``fa``, ``fb`` ``[B, D]`` and the domain classifier's ``logits`` ``[B_A + B_B]``. The memory
+        banks are not updated here (the training step updates them after the optimiser step).
         """
         bank_a, bank_b = self.banks
         fa, fb = self.forward_pair(xa, xb)
-        inst_a = instance_nce(fa, bank_a.bank.clone(), idx_a, tau=self.hp["tau"])
-        inst_b = instance_nce(fb, bank_b.bank.clone(), idx_b, tau=self.hp["tau"])
-        adv = domain_adversarial_loss(self.classifier, fa, fb, lam=lam, reduction="mean")
+        inst_a = instance_nce(fa, bank_a.bank, idx_a, tau=self.hp["tau"])
+        inst_b = instance_nce(fb, bank_b.bank, idx_b, tau=self.hp["tau"])
+        adv, logits = domain_adversarial_loss_and_logits(self.classifier, fa, fb, lam=lam, reduction="mean")
         total = inst_a + inst_b + self.hp["adv_weight"] * adv
-        return {"inst_a": inst_a, "inst_b": inst_b, "adv": adv, "total": total, "fa": fa, "fb": fb}
+        return {
+            "inst_a": inst_a,
+            "inst_b": inst_b,
+            "adv": adv,
+            "total": total,
+            "fa": fa,
+            "fb": fb,
+            "logits": logits,
+        }
 
     def fit(self, domain_a: UnlabeledDomain, domain_b: UnlabeledDomain) -> None:
         hp = self.hp
@@ -165,12 +185,12 @@ class Dann(EncoderMethod):
             lam = dann_lambda(state["it"] / max(1, total_steps), hp["gamma"])
             state["it"] += 1
             out = self.losses(self.view(domain_a, idx_a), self.view(domain_b, idx_b), idx_a, idx_b, lam)
-            self.banks[0].update(idx_a, out["fa"].detach())
-            self.banks[1].update(idx_b, out["fb"].detach())
-            with torch.no_grad():
-                logits = self.classifier(torch.cat([out["fa"], out["fb"]]))
-                truth = torch.cat([torch.ones(len(idx_a)), torch.zeros(len(idx_b))]).to(logits)
-                acc = ((logits > 0).float() == truth).float().mean()
+            fa, fb = out["fa"].detach(), out["fb"].detach()
+            self.after_step(lambda: (self.banks[0].update(idx_a, fa), self.banks[1].update(idx_b, fb)))
+            # the domain accuracy of this batch, from the adversarial forward pass (no second pass)
+            logits = out["logits"].detach()
+            truth = torch.cat([torch.ones(len(idx_a)), torch.zeros(len(idx_b))]).to(logits)
+            acc = ((logits > 0).float() == truth).float().mean()
             info = {k: float(out[k].detach()) for k in ("inst_a", "inst_b", "adv")}
             info.update({"lambda": lam, "domain_acc": float(acc)})
             return out["total"], info

@@ -199,7 +199,7 @@ class DARL(EncoderMethod):
             l_dom = F.binary_cross_entropy_with_logits(logit, y)
             p_a = torch.sigmoid(logit).detach()
             prior = torch.stack([p_a, 1.0 - p_a], dim=1)  # [2B, 2] columns (A, B)
-            bank_t = [b.bank.clone() for b in banks]  # snapshot: the update below is in place
+            bank_t = [b.bank for b in banks]  # as before this step: the update waits for the optimiser step
             total = hp["w_domain"] * l_dom
             info = {"domain_bce": float(l_dom.detach())}
             sl = (slice(0, n_a), slice(n_a, None))
@@ -212,8 +212,8 @@ class DARL(EncoderMethod):
                     l_nn = nn_match_loss(fd, bank_t[1 - dom], tau)
                     total = total + hp["w_nn"] * l_nn
                     info[f"nn_{'AB'[dom]}"] = float(l_nn.detach())
-            for dom in range(2):
-                banks[dom].update(idxs[dom], f[sl[dom]].detach())
+            f_new = f.detach()
+            self.after_step(lambda: [banks[d].update(idxs[d], f_new[sl[d]]) for d in range(2)])
             info["loss"] = float(total.detach())
             return total, info
 

@@ -312,12 +312,23 @@ class DGDIR(EncoderMethod):
             banks[(key, "rgb")] = MemoryBank(init_rgb.to(dev), 0.0)
         clusters: dict[str, Any] = {}
 
+        phase_inputs: dict[int, torch.Tensor] = {}
+
+        def clustering_inputs(i: int) -> torch.Tensor:
+            """Per-channel clean phase images of pool domain ``i``; image mode computes them once (they do
+            not change), features mode draws its cached phase views anew each time (as before)."""
+            if pool[i].kind != "image":
+                return self._clean_phase(pool[i], per_channel=True)
+            if i not in phase_inputs:
+                phase_inputs[i] = self._clean_phase(pool[i], per_channel=True)
+            return phase_inputs[i]
+
         def on_epoch_start(epoch: int) -> None:
             if epoch < warmup:
                 return
             # official: eval-mode query encoder, per-channel phase of the clean images (main ll. 253, 381)
             module = self.cluster_module()
-            feats = [_encode_tensor(module, self._clean_phase(d, per_channel=True), dev) for d in pool]
+            feats = [_encode_tensor(module, clustering_inputs(i), dev) for i in range(len(pool))]
             km = kmeans(torch.cat(feats).numpy(), k, seed=self.ctx.seed)
             assign = torch.from_numpy(km.assign).to(dev)
             clusters["centroids"] = F.normalize(torch.from_numpy(km.centroids), dim=1).to(dev)
@@ -349,8 +360,8 @@ class DGDIR(EncoderMethod):
             for key in ("a", "b"):
                 i = idxs[key].to(dev)
                 qp, qr, kp, kr = qs[(key, "ph")], qs[(key, "rgb")], ks[(key, "ph")], ks[(key, "rgb")]
-                # snapshots: the memories are refreshed in place below, before the backward pass
-                mp, mr = banks[(key, "ph")].bank.clone(), banks[(key, "rgb")].bank.clone()
+                # the memories as they were before this step: their refresh waits for the optimiser step
+                mp, mr = banks[(key, "ph")].bank, banks[(key, "rgb")].bank
                 terms["contra_intra_phase"].append(keyed_nce(qp, kp, mp, i, tau, reduction="none"))
                 terms["contra_intra_rgb"].append(keyed_nce(qr, kr, mr, i, tau, reduction="none"))
                 terms["contra_cross_phase"].append(keyed_nce(qp, kr, mp, i, tau, reduction="none"))
@@ -367,10 +378,14 @@ class DGDIR(EncoderMethod):
                 clu = prototype_nce(feats, clusters["centroids"], torch.cat([own, own]), tau=1.0)
                 loss = loss + float(hp["cluster_loss_w"]) * clu
                 info["cluster"] = float(clu.detach())
-            for key in ("a", "b"):
-                i = idxs[key].to(dev)
-                banks[(key, "ph")].update(i, ks[(key, "ph")])
-                banks[(key, "rgb")].update(i, ks[(key, "rgb")])
+
+            def refresh() -> None:
+                for key in ("a", "b"):
+                    i = idxs[key].to(dev)
+                    banks[(key, "ph")].update(i, ks[(key, "ph")])
+                    banks[(key, "rgb")].update(i, ks[(key, "rgb")])
+
+            self.after_step(refresh)
             return loss, info
 
         self.train_stage("dgdir", domain_a, domain_b, epochs, step, on_epoch_start=on_epoch_start)

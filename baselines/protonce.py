@@ -189,7 +189,7 @@ class ProtoNCE(EncoderMethod):
                 parts = [(fa, idx_a, "joint"), (fb, idx_b + n_a, "joint")]
             else:
                 parts = [(fa, idx_a, "A"), (fb, idx_b, "B")]
-            snaps = {key: b.bank.clone() for key, b in banks.items()}
+            snaps = {key: b.bank for key, b in banks.items()}  # updated after the optimiser step
             inst = sum(instance_nce(f, snaps[key], rows, tau=tau) for f, rows, key in parts)
             loss = inst
             info = {"inst": float(inst.detach())}
@@ -197,8 +197,8 @@ class ProtoNCE(EncoderMethod):
                 proto = sum(proto_nce_multi(f, levels[key], rows) for f, rows, key in parts)
                 loss = loss + proto
                 info["proto"] = float(proto.detach())
-            for f, rows, key in parts:
-                banks[key].update(rows, f.detach())
+            done = [(rows, key, f.detach()) for f, rows, key in parts]
+            self.after_step(lambda: [banks[key].update(rows, f) for rows, key, f in done])
             return loss, info
 
         self.train_stage("protonce", domain_a, domain_b, epochs, step, on_epoch_start=on_epoch_start)

@@ -6,8 +6,12 @@ measure extraction, never a cache hit) and prints one JSON line per view kind pl
     python benchmarks/bench_extract.py --data-dir ../shared/data --dataset pacs --domain photo --limit 256
     python benchmarks/bench_extract.py --backbone resnet18 --threads 2 --views clean,aug
 
-Each timing covers decoding, the view's transform (resize + crop, or the augmentation) and the forward
-passes (eval mode, BatchNorm folded, channels-last, ``torch.inference_mode``), i.e. what a first run pays.
+Each timing covers decoding, the view's transform (resize + crop, or the augmentation), the forward passes
+(eval mode, BatchNorm folded, channels-last, ``torch.inference_mode``) and the cache writes, i.e. what a first
+run pays, with ``$U2CDR_DECODE_WORKERS`` decode workers (default: one when a core is free). Beside each
+view, the **reference**: a bare forward of the same model on the same decoded inputs, in the same batches
+(inputs prepared beforehand, untimed); ``ratio = reference time / extraction time`` (1 = decoding,
+augmentation and cache writes cost nothing on top of the network; issue 13 asks >= 0.8).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# isort: off
+import u2cdr_bench  # noqa: F401 - pins the numerical kernels (U2CDR_REPRO) before torch loads
+
+# isort: on
 import torch
 
 
@@ -37,6 +45,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from u2cdr_bench import features as feat
+    from u2cdr_bench.backbones import parse_backbone
+    from u2cdr_bench.data.images import limit_size, open_rgb
     from u2cdr_bench.data.real import discover_domain, partner_pool
     from u2cdr_bench.data.registry import get_dataset
     from u2cdr_bench.features import ImageSet, View, extract_views
@@ -48,6 +59,33 @@ def main() -> None:
     n = len(paths) if args.limit <= 0 else min(args.limit, len(paths))
     files = ImageSet(f"bench-{args.dataset}", domain, tuple(paths[:n]), tuple(names[:n]), labels[:n])
     pool = partner_pool(manifest, args.data_dir)
+    spec_bb, _ = parse_backbone(args.backbone)
+    model = None
+
+    def bare_forward(files: ImageSet, view: View, pool: ImageSet, batch: int, chunk: int = 256) -> float:
+        """Seconds of the forward passes alone on the view's inputs (decoded and transformed beforehand)."""
+        nonlocal model
+        if model is None:
+            model = feat._inference_model(args.backbone)
+        threads = feat._threads_from_env()  # the extraction's forward threads
+        old_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        total = 0.0
+        with torch.inference_mode():
+            for lo in range(0, len(files), chunk):
+                hi = min(len(files), lo + chunk)
+                images = [open_rgb(p) for p in files.paths[lo:hi]]
+                images = [None if im is None else limit_size(im, feat.MAX_SHORT_SIDE) for im in images]
+                x = feat._view_inputs(view, images, files.names[lo:hi], spec_bb.preprocess, pool)
+                for b in range(0, hi - lo, batch):
+                    xb = x[b : b + batch].contiguous(memory_format=torch.channels_last)
+                    t0 = time.perf_counter()
+                    model(xb)
+                    total += time.perf_counter() - t0
+        torch.set_num_threads(old_threads)
+        return total
+
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up: load the weights and pay the one-off kernel set-up outside the timings
@@ -66,7 +104,20 @@ def main() -> None:
                 partners=pool,
             )
             dt = time.perf_counter() - t0
-            row = {"view": kind, "images": n, "seconds": round(dt, 2), "images_per_s": round(n / dt, 1)}
+            ref = bare_forward(files, view, pool, args.batch_size)
+            row = {
+                "view": kind,
+                "images": n,
+                "seconds": round(dt, 2),
+                "images_per_s": round(n / dt, 1),
+                "bare_forward_s": round(ref, 2),
+                "ratio": round(ref / dt, 2),
+                "decode_workers": (
+                    feat.decode_workers(feat._threads_from_env() or None)
+                    if hasattr(feat, "decode_workers")
+                    else 0  # code before issue 13: no workers
+                ),
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
     total = sum(r["seconds"] for r in results)

@@ -85,6 +85,9 @@ FORMAT_VERSION = 1
 THREADS_ENV = "U2CDR_THREADS"
 """Environment variable: torch CPU threads during extraction (1 is fastest on a shared, busy machine)."""
 
+DECODE_WORKERS_ENV = "U2CDR_DECODE_WORKERS"
+"""Environment variable: worker processes decoding images during extraction (:func:`decode_workers`)."""
+
 VIEW_SEED = 20240
 """Base seed of every augmented view."""
 
@@ -513,6 +516,53 @@ def _threads_from_env() -> int:
     return int(raw)
 
 
+class _BatchInputs(torch.utils.data.Dataset):
+    """Item ``i``: the inputs of every pending view of one forward batch of one chunk (decoded once).
+
+    Returns ``(i, ok [n] bool, {view name: [n, 3, crop, crop] float32})``. Each image's inputs depend only on
+    the image and its view (per-image generators), so decoding in worker processes, in any order, gives the
+    inputs the sequential loop gives.
+    """
+
+    def __init__(
+        self,
+        files: ImageSet,
+        items: list[tuple[int, int, int, list[View]]],
+        pre: Preprocess,
+        partners: ImageSet | None,
+    ) -> None:
+        self.files = files
+        self.items = items
+        self.pre = pre
+        self.partners = partners
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, dict[str, torch.Tensor]]:
+        _, b0, b1, views = self.items[i]
+        images = [open_rgb(p) for p in self.files.paths[b0:b1]]
+        images = [None if im is None else limit_size(im, MAX_SHORT_SIDE) for im in images]
+        ok = np.array([im is not None for im in images], dtype=bool)
+        names = self.files.names[b0:b1]
+        return i, ok, {v.name: _view_inputs(v, images, names, self.pre, self.partners) for v in views}
+
+
+def decode_workers(threads: int | None = None) -> int:
+    """Worker processes decoding and transforming images during extraction (``$U2CDR_DECODE_WORKERS``).
+
+    Unset: one worker when the machine has a core beside the forward pass's ``threads`` torch threads
+    (default: torch's current number), else none (the decoding then runs in the main process, between
+    forward passes). ``0`` forces the sequential loop.
+    """
+    raw = os.environ.get(DECODE_WORKERS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise UserError(f"{DECODE_WORKERS_ENV} must be a whole number of worker processes, got '{raw}'.")
+        return int(raw)
+    return 1 if (os.cpu_count() or 1) > (threads or torch.get_num_threads()) else 0
+
+
 def _run_chunks(
     files: ImageSet,
     todo: list[tuple[int, list[tuple[View, Path]]]],
@@ -525,7 +575,12 @@ def _run_chunks(
     partners: ImageSet | None,
     quiet: bool,
 ) -> None:
-    """Decode each pending chunk once and write every view still missing it (see :func:`extract_views`).
+    """Extract every view still missing each pending chunk and write its part (see :func:`extract_views`).
+
+    The images of each forward batch (``batch_size`` images of one chunk, the batches starting at the chunk's
+    start) are decoded once for all its pending views, by :func:`decode_workers` worker processes while the
+    main process runs the backbone (``torch.utils.data.DataLoader``), or in the main process when there are
+    none; the forward batches, and so the features, are the same either way.
 
     Progress: one task of the active reporter (:mod:`u2cdr_bench.progress`) counting image-views.
     """
@@ -536,22 +591,41 @@ def _run_chunks(
     if done > 0:
         desc += f" (resumed, {done} done before)"
     bar = reporter(quiet).task(desc, total=total, unit="img")
+    items: list[tuple[int, int, int, list[View]]] = []
+    for c, chunk_views in todo:
+        lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
+        items += [
+            (c, b, min(hi, b + batch_size), [v for v, _ in chunk_views]) for b in range(lo, hi, batch_size)
+        ]
+    folders = {c: dict((v.name, f) for v, f in chunk_views) for c, chunk_views in todo}
+    workers = min(decode_workers(), len(items))
+    loader = torch.utils.data.DataLoader(
+        _BatchInputs(files, items, pre, partners),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+    )
+    parts: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
     with contextlib.ExitStack() as stack, torch.inference_mode():
         stack.callback(bar.close)
-        for c, chunk_views in todo:
+        for i, ok_b, inputs in loader:
+            c, b0, b1, views = items[int(i)]
             lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
-            images = [open_rgb(p) for p in files.paths[lo:hi]]
-            images = [None if im is None else limit_size(im, MAX_SHORT_SIDE) for im in images]
-            ok = np.array([im is not None for im in images], dtype=bool)
-            for view, folder in chunk_views:
-                x = _view_inputs(view, images, files.names[lo:hi], pre, partners)
-                feats = np.zeros((hi - lo, spec.out_dim), dtype=np.float32)
-                for b in range(0, hi - lo, batch_size):
-                    xb = x[b : b + batch_size].contiguous(memory_format=torch.channels_last)
-                    feats[b : b + len(xb)] = model(xb).float().numpy()  # type: ignore[misc]
-                    bar.advance(len(xb))
-                feats[~ok] = 0.0
-                _save_chunk(folder, c, feats, ok)
+            if c not in parts:
+                feats = {v.name: np.zeros((hi - lo, spec.out_dim), dtype=np.float32) for v in views}
+                parts[c] = (feats, np.zeros(hi - lo, dtype=bool))
+            feats, ok = parts[c]
+            ok[b0 - lo : b1 - lo] = np.asarray(ok_b, dtype=bool)
+            for v in views:
+                xb = inputs[v.name].contiguous(memory_format=torch.channels_last)
+                feats[v.name][b0 - lo : b1 - lo] = model(xb).float().numpy()  # type: ignore[misc]
+                bar.advance(len(xb))
+            if b1 == hi:  # the chunk's last batch: write its part of every view
+                for name, f in feats.items():
+                    f[~ok] = 0.0
+                    _save_chunk(folders[c][name], c, f, ok)
+                del parts[c]
 
 
 def clear_cache(root: Path, dataset: str | None = None) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import UserError
 from .registry import Registry
-from .retrieval import _as_2d_float, iter_sq_euclidean_chunks, knn
+from .retrieval import _as_2d_float, knn
 
 # ---------------------------------------------------------------------------------------------------------
 # Input checks
@@ -103,22 +103,43 @@ class PerQueryAP(NamedTuple):
     at_r: np.ndarray
 
 
-def _relevant_ranks(row: np.ndarray, sorted_row: np.ndarray, rel_idx: np.ndarray) -> np.ndarray:
-    """1-based ascending ranks of the relevant items under the stable (distance, index) order.
+def _band_ranks(row: np.ndarray, rel_idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """1-based ascending ranks of the relevant items under the stable (distance, index) order of ``row``.
 
-    ``row`` [Ng] are the distances of one query, ``sorted_row`` the same values sorted, ``rel_idx`` [R] the
-    ascending gallery indices of the relevant items. Fast path: rank of the k-th smallest relevant distance
-    s_k is #{j: d_j < s_k} + #{relevant m < k with s_m = s_k} + 1, valid when no irrelevant item has a
-    distance equal to a relevant one (ties among relevant items only do not change the set of ranks).
-    Otherwise the row is ranked with a stable argsort.
+    ``row`` [Ng] holds the (clamped, float64) squared distances of one query, ``rel_idx`` [R] the gallery
+    indices of its relevant items, ``steps`` is ``arange(R)``. With ``s_1 <= ... <= s_R`` the sorted relevant
+    distances, the k-th relevant item (0-based k) has rank ``k + c_k + 1``, ``c_k`` the number of irrelevant
+    items ranked before it; only items with distance ``<= s_R`` can be (the *band*), so only the band is
+    sorted, and in float32: rounding to float32 is monotone, so an irrelevant item whose float32 value
+    differs from every relevant one is ordered exactly as its float64 distance. When an irrelevant item
+    shares a float32 value with a relevant one, the band is ranked again in float64 (the same rule as before:
+    ``#{j: d_j < s_k} + #{relevant m < k with s_m = s_k} + 1``), and when it shares the float64 value too, the
+    row is ranked with a stable argsort. The result equals ranking the whole row with a stable argsort.
     """
     s = np.sort(row[rel_idx])
-    lo = np.searchsorted(sorted_row, s, side="left")
-    hi = np.searchsorted(sorted_row, s, side="right")
+    band = np.compress(row <= s[-1], row)
+    b32 = np.empty(band.size + 1, dtype=np.float32)
+    b32[:-1] = band
+    b32[:-1].sort()
+    b32[-1] = np.inf  # sentinel: b32[left + 1] always exists
+    s32 = s.astype(np.float32)
+    left = np.searchsorted(b32, s32, side="left")
+    # b32[left] is the item itself; another item with the same float32 value (an irrelevant twin, or a
+    # relevant one) sits right after it, and only then is the general rule needed
+    if not np.any(b32[left + 1] == s32):
+        return left + 1
+    right = np.searchsorted(b32, s32, side="right")
+    s_lo = np.searchsorted(s32, s32, side="left")
+    s_hi = np.searchsorted(s32, s32, side="right")
+    if np.array_equal(right - left, s_hi - s_lo):
+        return left + (steps - s_lo) + 1
+    band.sort()
+    lo = np.searchsorted(band, s, side="left")
+    hi = np.searchsorted(band, s, side="right")
     s_lo = np.searchsorted(s, s, side="left")
     s_hi = np.searchsorted(s, s, side="right")
     if np.array_equal(hi - lo, s_hi - s_lo):
-        return lo + (np.arange(s.size) - s_lo) + 1
+        return lo + (steps - s_lo) + 1
     order = np.argsort(row, kind="stable")
     is_rel = np.zeros(row.size, dtype=bool)
     is_rel[rel_idx] = True
@@ -137,8 +158,11 @@ def per_query_ap(
     * standard = (1/R)·Σ_k P_k;
     * at_r = (1/R)·Σ_{k: r_k ≤ R} P_k.
 
-    Distances are squared Euclidean in float64 (:func:`iter_sq_euclidean_chunks`), which ranks exactly as the
-    true distance. Queries are processed ``chunk`` at a time: memory is about ``3·8·chunk·Ng`` bytes.
+    Distances are squared Euclidean in float64, ``max(0, ||q||² + ||g||² - 2 q·g)`` (the values of
+    :func:`~u2cdr_bench.retrieval.iter_sq_euclidean_chunks`), which rank exactly as the true distance.
+    Queries are processed ``chunk`` at a time (one BLAS product per chunk, memory about ``8·chunk·Ng`` bytes);
+    each query's relevant ranks come from :func:`_band_ranks`, which sorts only the items up to the farthest
+    relevant one (in float32, exact by construction).
 
     Args:
         q_feats: ``[Nq, D]`` query features (unnormalised). q_labels: ``[Nq]`` integer labels.
@@ -163,17 +187,29 @@ def per_query_ap(
     rel_of = {
         int(c): np.sort(g_order[s : s + n]) for c, s, n in zip(g_classes, g_start, g_count, strict=True)
     }
-    for start, dist in iter_sq_euclidean_chunks(q[included], g, chunk):
-        sorted_dist = np.sort(dist, axis=1)
-        for r in range(dist.shape[0]):
-            qi = included[start + r]
-            ranks = _relevant_ranks(dist[r], sorted_dist[r], rel_of[int(ql[qi])])
+    steps = {int(c): np.arange(n) for c, n in zip(g_classes, g_count, strict=True)}
+    counts = {c: st + 1 for c, st in steps.items()}
+    g64 = np.ascontiguousarray(g, dtype=np.float64)
+    g_sq = np.einsum("ij,ij->i", g64, g64)
+    for start in range(0, included.size, chunk):
+        rows = included[start : start + chunk]
+        qc = np.asarray(q[rows], dtype=np.float64)
+        # (-2 q) @ g.T equals -2 (q @ g.T) bit for bit (scaling by a power of two is exact)
+        dist = (-2.0 * qc) @ g64.T
+        q_sq = np.einsum("ij,ij->i", qc, qc)
+        for r, qi in enumerate(rows):
+            row = dist[r]
+            row += q_sq[r]
+            row += g_sq
+            np.maximum(row, 0.0, out=row)
+            label = int(ql[qi])
+            ranks = _band_ranks(row, rel_of[label], steps[label])
             n_rel = ranks.size
-            prec = np.arange(1, n_rel + 1) / ranks
-            envelope = np.maximum.accumulate(prec[::-1])[::-1]
-            voc[qi] = envelope.mean()
-            std[qi] = prec.mean()
-            at_r[qi] = prec[ranks <= n_rel].sum() / n_rel
+            prec = counts[label] / ranks
+            # np.add.reduce(x) / n is np.mean(x) bit for bit; ranks ascend, so ranks <= R is a prefix
+            voc[qi] = np.add.reduce(np.maximum.accumulate(prec[::-1])[::-1]) / n_rel
+            std[qi] = np.add.reduce(prec) / n_rel
+            at_r[qi] = np.add.reduce(prec[: np.searchsorted(ranks, n_rel, side="right")]) / n_rel
     return PerQueryAP(voc, std, at_r)
 
 

@@ -87,7 +87,19 @@ def domain_adversarial_loss(
     ``y = 1`` for domain A and ``y = 0`` for domain B over the ``2B`` samples;
     ``reduction="sum"`` is Eq. 13 as printed, ``"mean"`` divides by ``2B``.
     """
+    return domain_adversarial_loss_and_logits(classifier, feats_a, feats_b, lam, reduction)[0]
+
+
+def domain_adversarial_loss_and_logits(
+    classifier: nn.Module,
+    feats_a: torch.Tensor,
+    feats_b: torch.Tensor,
+    lam: float = 1.0,
+    reduction: str = "sum",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`domain_adversarial_loss` and the classifier's logits ``[B_A + B_B]`` (A first) it was computed
+    from, so a caller can read the domain accuracy without a second forward pass."""
     feats = grad_reverse(torch.cat([feats_a, feats_b]), lam)
     logits = classifier(feats)
     y = torch.cat([torch.ones(len(feats_a)), torch.zeros(len(feats_b))]).to(logits)
-    return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction=reduction)
+    return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction=reduction), logits

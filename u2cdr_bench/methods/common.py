@@ -86,6 +86,7 @@ class EncoderMethod(Method):
         self.generator = seed_everything(ctx.seed)
         self.encoder: nn.Module = build_encoder(ctx.encoder_factory, self.hp.get("head")).to(ctx.device)
         self._encoder_prepared = False
+        self._after_step: list[Callable[[], None]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every subclass's own ``fit`` first runs :meth:`prepare_encoder` (once per method object)."""
@@ -178,6 +179,19 @@ class EncoderMethod(Method):
         return self.encode_all(domain).numpy().astype(np.float32, copy=True)
 
     # ----- the loop ---------------------------------------------------------------------------
+    def after_step(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the current step's backward pass and optimiser step are done (outside
+        :meth:`train_stage`: at once).
+
+        For memory-bank updates that the step's loss must not see: the loss reads the bank as it is and the
+        update waits, which gives the numbers of snapshotting the bank (``bank.clone()``) and updating it in
+        place before the backward pass, without the copy.
+        """
+        if self._after_step is None:
+            fn()
+        else:
+            self._after_step.append(fn)
+
     def train_stage(
         self,
         stage: str,
@@ -215,21 +229,29 @@ class EncoderMethod(Method):
         total = epochs * sampler.steps
         it = 0
         self.encoder.train()
-        for epoch in range(epochs):
-            if on_epoch_start is not None:
-                on_epoch_start(epoch)
-            running: dict[str, float] = {}
-            for idx_a, idx_b in sampler.epoch():
-                set_lr(opt, scheduled_lr(schedule, hp["lr"], it, total, gamma))
-                loss, info = step(epoch, idx_a, idx_b)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                it += 1
-                for k, v in info.items():
-                    running[k] = running.get(k, 0.0) + float(v) / sampler.steps
-            if not all(np.isfinite(v) for v in running.values()):
-                raise FloatingPointError(
-                    f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}"
-                )
-            self.ctx.progress(stage, epoch + 1, epochs, running)
+        pending: list[Callable[[], None]] = []
+        self._after_step = pending
+        try:
+            for epoch in range(epochs):
+                if on_epoch_start is not None:
+                    on_epoch_start(epoch)
+                running: dict[str, float] = {}
+                for idx_a, idx_b in sampler.epoch():
+                    set_lr(opt, scheduled_lr(schedule, hp["lr"], it, total, gamma))
+                    loss, info = step(epoch, idx_a, idx_b)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    for fn in pending:
+                        fn()
+                    pending.clear()
+                    it += 1
+                    for k, v in info.items():
+                        running[k] = running.get(k, 0.0) + float(v) / sampler.steps
+                if not all(np.isfinite(v) for v in running.values()):
+                    raise FloatingPointError(
+                        f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}"
+                    )
+                self.ctx.progress(stage, epoch + 1, epochs, running)
+        finally:
+            self._after_step = None
