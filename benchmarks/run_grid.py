@@ -10,6 +10,7 @@ stopped. One line per run: method, setting, pair, map_all, P@1, open-set accurac
         --workers 2 --worker 1 &
 
 Real data: ``--dataset pacs --data-dir ../shared/data`` (features mode, ``effnet-lite0`` unless told).
+Features without stored views (``--dataset npz:PATH``): ``--feature-views NAME`` as in ``u2cdr-bench run``.
 """
 
 from __future__ import annotations
@@ -41,13 +42,20 @@ def main() -> None:
         "--reverse", action="store_true", help="walk this share backwards (a second process on it)"
     )
     ap.add_argument("--hp", action="append", default=[], help="KEY=VALUE hyper-parameter override (probes)")
+    ap.add_argument(
+        "--feature-views",
+        default=None,
+        help="feature-space view generator for features data without stored views (run --feature-views)",
+    )
     args = ap.parse_args()
     import yaml
 
     hparams = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.hp)}
     methods = args.methods.split(",") if args.methods else method_names()
     settings = args.settings.split(",") if args.settings else setting_names()
-    options = DataOptions(data_dir=args.data_dir, backbone=args.backbone, quiet=True)
+    options = DataOptions(
+        data_dir=args.data_dir, backbone=args.backbone, quiet=True, feature_views=args.feature_views
+    )
     runner = Runner(options, args.out)
     configs = [
         cfg

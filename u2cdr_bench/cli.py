@@ -80,7 +80,13 @@ def _parse_hparams(items: list[str] | None) -> dict[str, Any]:
 
 
 def _data_options(
-    data_dir: Path | None, cache_dir: Path | None, mode: str, backbone: str, n_views: int, quiet: bool
+    data_dir: Path | None,
+    cache_dir: Path | None,
+    mode: str,
+    backbone: str,
+    n_views: int,
+    quiet: bool,
+    feature_views: str | None = None,
 ):
     from .data.registry import DataOptions
 
@@ -94,6 +100,7 @@ def _data_options(
         backbone=backbone,
         n_views=n_views,
         quiet=quiet,
+        feature_views=feature_views,
     )
 
 
@@ -128,6 +135,14 @@ def run(
     n_views: Annotated[
         int, typer.Option(metavar="N", help="Augmented views cached per image (features mode).")
     ] = 2,
+    feature_views: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Feature-space views for features data without stored views: noise, dropout, mix or "
+            "none (default: noise; docs/data.md).",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(metavar="DIR", help="Data home (default: $U2CDR_DATA).")
     ] = None,
@@ -165,7 +180,7 @@ def run(
     from .outdir import OutFolder, check_writable
     from .runner import Runner, plan
 
-    options = _data_options(data_dir, cache_dir, mode, backbone, n_views, quiet)
+    options = _data_options(data_dir, cache_dir, mode, backbone, n_views, quiet, feature_views)
     configs = plan(
         method or _default_method(),
         dataset,

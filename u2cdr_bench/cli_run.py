@@ -62,10 +62,17 @@ def run_all(runner: Runner, configs: list[RunConfig], console: Console, quiet: b
     """Every config in order; a config another process is running is left to the end, then waited for."""
     records: list[dict | None] = [None] * len(configs)
     deferred: list[int] = []
+
+    def warn_views(rec: dict | None) -> None:
+        """A reused record's views warning (issue 18); the runner shows only the first of the run."""
+        runner.views_warning_once((rec or {}).get("method_info", {}).get("views_warning"))
+
     with RunDisplay(console, len(configs), quiet=quiet) as display:
+        runner.on_views_warning = lambda text: display.line(f"warning: {text}")
         for i, cfg in enumerate(configs):
             label = _label(i + 1, len(configs), cfg)
             records[i] = _run_one(runner, cfg, label, display, wait=False)
+            warn_views(records[i])
             if records[i] is None:
                 deferred.append(i)
                 display.line(f"{label}: another u2cdr-bench process is running it; waiting for it at the end")
@@ -74,6 +81,7 @@ def run_all(runner: Runner, configs: list[RunConfig], console: Console, quiet: b
         for i in deferred:
             label = _label(i + 1, len(configs), configs[i])
             records[i] = _run_one(runner, configs[i], label, display, wait=True)
+            warn_views(records[i])
             display.advance_runs()
     return [r for r in records if r is not None]
 

@@ -56,9 +56,15 @@ class RunConfig:
     mode: str = "image"
     backbone: str = "small-cnn"
     hparams: dict[str, Any] = field(default_factory=dict)
+    feature_views: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as a dict; ``feature_views`` only when set (features data without stored views), so
+        the hashes of every other run are those of the records made before the key existed."""
+        out = asdict(self)
+        if out["feature_views"] is None:
+            del out["feature_views"]
+        return out
 
 
 def input_mode(spec: DatasetSpec, options: DataOptions) -> tuple[str, str, str]:
@@ -87,7 +93,9 @@ def plan(
 
     Checked: the names (dataset, method, setting, pairs), the seeds (whole numbers in [0, 2^32), no
     repeats), the split seed (same range), ``epochs_scale`` (finite, > 0) and every hyper-parameter
-    override against the method's declared space (:meth:`Method.resolve_hparams`). Raises UserError.
+    override against the method's declared space (:meth:`Method.resolve_hparams`), and the feature-view
+    generator (``options.feature_views``), which a config carries when its method reads augmented views and
+    a domain of its pair has none stored (:mod:`u2cdr_bench.data.feature_views`). Raises UserError.
     """
     check_seeds(seeds)
     check_seed(split_seed, "--split-seed")
@@ -101,6 +109,17 @@ def plan(
     from .protocols import settings
 
     setting = settings().canonical(setting)
+    from .data import feature_views as fv
+
+    chosen = options.feature_views
+    generator = fv.check_feature_views(fv.DEFAULT_FEATURE_VIEWS if chosen is None else chosen)
+
+    def views_for(q: str, g: str) -> str | None:
+        if not fv.needs_views(tuple(method_cls.views)):
+            return None
+        stored = all(fv.has_stored_views(spec, d, options) for d in (q, g))
+        return None if stored else generator
+
     return [
         RunConfig(
             method=method_cls.name,
@@ -114,6 +133,7 @@ def plan(
             mode=mode,
             backbone=backbone,
             hparams=dict(hparams or {}),
+            feature_views=views_for(q, g),
         )
         for (q, g) in spec.parse_pairs(pairs)
         for s in seeds
@@ -216,12 +236,17 @@ class Runner:
         self.reuse_stale = reuse_stale
         self.written: list[Path] = []
         self.save = save or SaveOptions()  # --save-embeddings / --save-model (u2cdr_bench.artifacts)
+        #: Shows the first views warning of this runner (issue 18; ``u2cdr-bench run`` prints it on stderr).
+        self.on_views_warning: Callable[[str], None] | None = None
+        self._views_warned = False
         self._domains: dict[tuple[str, str, tuple[str, ...] | None], DomainSamples] = {}
 
     def code(self, cfg: RunConfig) -> dict[str, Any]:
         """The code fingerprint of ``cfg``'s run: ``{"fingerprint", "modules"}``."""
         spec = get_dataset(cfg.dataset)
         roots = run_roots(get_method(cfg.method), spec.loader.__module__, spec.kind == "real")
+        if cfg.feature_views is not None:
+            roots += ("u2cdr_bench.data.feature_views",)
         return code_info(roots)
 
     def status(self, cfg: RunConfig) -> tuple[str, str]:
@@ -266,6 +291,12 @@ class Runner:
             domains = [d for c in configs if c.dataset == dataset for d in (c.query, c.gallery)]
             check_domains(spec, list(dict.fromkeys(domains)), self.options)
 
+    def views_warning_once(self, text: str | None) -> None:
+        """Hand ``text`` to :attr:`on_views_warning` if it is the first views warning of this runner."""
+        if text and not self._views_warned and self.on_views_warning is not None:
+            self._views_warned = True
+            self.on_views_warning(text)
+
     def _domain(self, spec: DatasetSpec, name: str, views: tuple[str, ...] | None) -> DomainSamples:
         key = (spec.name, name, views)
         if key not in self._domains:
@@ -292,6 +323,17 @@ class Runner:
             raise UserError(
                 f"{cfg.dataset} {cfg.query}->{cfg.gallery} has no images for the classes of {cfg.setting}."
             )
+        from .data import feature_views as fv
+
+        if cfg.feature_views is not None:  # features without stored views (issue 18)
+            query = fv.attach_feature_views(query, cfg.feature_views)
+            gallery = fv.attach_feature_views(gallery, cfg.feature_views)
+        seen = fv.views_seen(views, query, gallery)
+        views_note = {"views_seen": seen} if seen else {}
+        warning = fv.views_warning(method_cls.name, cfg.dataset, seen)
+        if warning:
+            views_note["views_warning"] = warning
+            self.views_warning_once(warning)
         t_load = time.perf_counter() - t0
 
         input_shape = tuple(query.x.shape[1:])
@@ -356,6 +398,7 @@ class Runner:
             "method_info": {
                 "num_classes_given": list(num_classes) if num_classes else None,
                 **_jsonable(method.info),
+                **views_note,
             },
             "data_info": {"query": _jsonable(query.info), "gallery": _jsonable(gallery.info)},
             "timings": {

@@ -12,7 +12,9 @@ it cannot be scored). Rename the folders to map classes (e.g. VLCS-style ``hund`
 ``npz:PATH`` -- one ``.npz`` (``numpy.savez``) holding ``class_names`` (string array, ``[C]``) and, for every
 domain ``D``, ``features_D`` (``[N_D, d]`` float) and ``labels_D`` (``[N_D]`` ints indexing ``class_names``),
 optionally ``views_D`` (``[V, N_D, d]`` augmented views). The features are the frozen representation
-(kind ``features``); domains are taken in the file's order, every directed pair is a default pair.
+(kind ``features``); domains are taken in the file's order, every directed pair is a default pair. A domain
+without ``views_D`` gets feature-space views from ``--feature-views`` at run time
+(:mod:`u2cdr_bench.data.feature_views`; ``spec.extra["stored_views"]`` says which domains have them).
 
 Example::
 
@@ -229,7 +231,7 @@ def build_npz_spec(text: str) -> DatasetSpec:
         profile="features",
         paper_key=None,
         summary=f"feature file {path}: {len(domains)} domains, {len(class_names)} classes, d={dim}",
-        extra={"path": path, "data": data},
+        extra={"path": path, "data": data, "stored_views": {d: v[2] is not None for d, v in data.items()}},
     )
 
 

@@ -33,6 +33,9 @@ class DataOptions:
         views: the view sets to extract in features mode (``clean``, ``aug``, ``strong``, ``fourier``,
             ``phase``; a method's ``views``); ``None`` = all of them. The runner sets it to what the run's
             method reads, so the first run extracts only those.
+        feature_views: the feature-space view generator (``--feature-views``,
+            :data:`u2cdr_bench.data.feature_views.FEATURE_VIEWS`) for features domains without stored views;
+            ``None`` = :data:`~u2cdr_bench.data.feature_views.DEFAULT_FEATURE_VIEWS`.
     """
 
     data_dir: Path | None = None
@@ -42,6 +45,7 @@ class DataOptions:
     n_views: int = 2
     quiet: bool = False
     views: tuple[str, ...] | None = None
+    feature_views: str | None = None
 
 
 @dataclass(frozen=True)
