@@ -46,7 +46,12 @@ GRIDS: tuple[Grid, ...] = (
         "Every registered method, 6 directed pairs × 3 settings, seed 2024, split seed 0, each method's "
         "default digits schedule (image mode: the small CNN trained from scratch, `--epochs-scale 1`). "
         "Produced by `benchmarks/run_grid.py --dataset digits --out results/digits`; the records are in "
-        "`results/digits/`.",
+        "`results/digits/`. **Older code:** the records of `cds`, `pcs`, `coda`, `dgdir`, `dann` and `darl` "
+        "predate their official settings (issue 11, docs/baselines.md lists what moves) and those of the "
+        "UEM rows the new UEM readings (issue 10); their re-run with the final code is issue 15's "
+        "regeneration. Only the training-free rows (`pretrained-cosine`, `center-l2`, `center-whiten`, "
+        "`kmeans-match`) come from the current code. One seed: differences of a few points are within "
+        "the seed spread (docs/reliability.md).",
     ),
     Grid(
         "pacs",
@@ -54,7 +59,13 @@ GRIDS: tuple[Grid, ...] = (
         "PACS from `../shared/data/pacs`, 12 directed pairs × 3 settings, seed 2024, split seed 0, features "
         "mode: frozen ImageNet EfficientNet-Lite0 (`effnet-lite0`) features with a trainable head, the "
         "features profile of every method. Produced by `benchmarks/run_grid.py --dataset pacs --data-dir "
-        "../shared/data --out results/pacs`; the records are in `results/pacs/`.",
+        "../shared/data --out results/pacs`; the records are in `results/pacs/`. **Older code:** every "
+        "trained row was made with the randomly initialised head that the features mode no longer uses by "
+        "default (the structure head, issue 10: docs/uem.md gives its effect at initialisation) and `ucdir`, "
+        "`coda`, `dann` and `darl` before their official settings (issue 11); their re-run with the final "
+        "code is issue 15's regeneration. Only the training-free rows (`pretrained-cosine`, `center-l2`, "
+        "`center-whiten`, `kmeans-match`) come from the current code. One seed: differences of a few "
+        "points are within the seed spread.",
     ),
 )
 
