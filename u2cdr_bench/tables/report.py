@@ -25,6 +25,12 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_is(p: float) -> str:
+    """``"p = 0.012"`` or ``"p < 0.001"`` in a sentence."""
+    text = fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _signed(x: float, digits: int = 1) -> str:
     if math.isnan(x):
         return MISSING
@@ -100,7 +106,7 @@ def notes(ts: TableStats) -> list[str]:
         f = ts.friedman
         text = (
             f"Friedman test over these rows (blocks: the {n} pairs): χ²_F = {f.chi2:.2f} (tie-corrected, "
-            f"{f.k - 1} d.f.), p = {fmt_p(f.p)}; Iman–Davenport F_F = {f.f:.2f}, p = {fmt_p(f.f_p)}. "
+            f"{f.k - 1} d.f.), {_p_is(f.p)}; Iman–Davenport F_F = {f.f:.2f}, {_p_is(f.f_p)}. "
             f"Nemenyi post-hoc at α = {st.ALPHA}: critical difference {ts.cd:.2f} ranks"
         )
         differ = _nemenyi_pairs(ts)

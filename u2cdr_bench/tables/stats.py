@@ -102,15 +102,21 @@ def friedman(scores: np.ndarray) -> Friedman:
         raise ValueError(f"Friedman's test needs at least 3 methods and 2 blocks, not {k} and {n}")
     res = sps.friedmanchisquare(*a.T)
     chi2, p = float(res.statistic), float(res.pvalue)
-    denom = n * (k - 1) - chi2
-    if math.isnan(chi2):  # every block tied throughout
-        f, f_p = math.nan, math.nan
-    elif denom <= 1e-12:  # perfect agreement of the blocks
-        f, f_p = math.inf, 0.0
-    else:
-        f = (n - 1) * chi2 / denom
-        f_p = float(sps.f.sf(f, k - 1, (k - 1) * (n - 1)))
+    f, f_p = iman_davenport(chi2, n, k)
     return Friedman(chi2, p, f, f_p, k, n)
+
+
+def iman_davenport(chi2: float, n: int, k: int) -> tuple[float, float]:
+    """Iman–Davenport :math:`F_F = \\frac{(N-1)\\chi^2_F}{N(k-1)-\\chi^2_F}` and its p-value under
+    F(k − 1, (k − 1)(N − 1)) (Demšar 2006, §3.2.2); ``(inf, 0)`` when the blocks agree perfectly
+    (:math:`\\chi^2_F = N(k-1)`), ``(nan, nan)`` for a NaN χ² (every block tied throughout)."""
+    if math.isnan(chi2):
+        return math.nan, math.nan
+    denom = n * (k - 1) - chi2
+    if denom <= 1e-12:
+        return math.inf, 0.0
+    f = (n - 1) * chi2 / denom
+    return f, float(sps.f.sf(f, k - 1, (k - 1) * (n - 1)))
 
 
 def nemenyi_q(k: int, alpha: float = ALPHA) -> float:

@@ -14,6 +14,10 @@ For each run row of a (dataset, setting) table (paper rows are never tested):
   minus the row over every (pair, seed) both have, its rank-biserial effect size and its p-value
   Holm-adjusted over the comparisons of this table (:func:`.stats.wilcoxon_signed_rank`, :func:`.stats.holm`).
 
+Too little evidence is said, not tested: no Friedman test with fewer than :data:`MIN_BLOCKS` pairs or 3
+rows, and no Wilcoxon p-value with fewer than :data:`MIN_PAIRED` non-zero differences (below 6 the exact
+two-sided p cannot fall under 0.05, 2/2⁵ = 0.0625); the table's notes say which and why.
+
 Assumption: rows lacking a pair get no rank and stay out of the Friedman test; the interval of a row whose
 pairs have different seeds uses only the seeds that have every pair (its centre can then differ from Avg).
 """
@@ -21,7 +25,7 @@ pairs have different seeds uses only the seeds that have every pair (its centre 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,10 @@ from . import stats as st
 from .build import build_tables
 from .model import AVG, Row, Stat, Table
 from .versus import reference_row
+
+#: Fewest blocks (pairs) of a Friedman test, fewest non-zero differences of a Wilcoxon p-value.
+MIN_BLOCKS = 3
+MIN_PAIRED = 6
 
 
 @dataclass(frozen=True)
@@ -128,13 +136,13 @@ def table_stats(table: Table, ref: str | None = None) -> TableStats:
     if len(ranked) >= 2:
         scores = np.array([[r.cells[p].mean for r in ranked] for p in pairs])  # type: ignore[union-attr]
         ranks = dict(zip(labels, st.average_ranks(scores, lower).tolist(), strict=True))
-        if len(ranked) >= 3 and len(pairs) >= 2:
+        if len(ranked) >= 3 and len(pairs) >= MIN_BLOCKS:
             fried = st.friedman(scores)
             nem = st.nemenyi(scores, labels)
             cd = st.critical_difference(len(ranked), len(pairs))
         else:
             notes.append(
-                f"no Friedman test: it needs at least 3 rows with every pair and 2 pairs "
+                f"no Friedman test: it needs at least 3 rows with every pair and {MIN_BLOCKS} pairs "
                 f"({len(ranked)} and {len(pairs)} here)"
             )
     else:
@@ -149,15 +157,24 @@ def table_stats(table: Table, ref: str | None = None) -> TableStats:
         for row in runs:
             if row is not ref_row:
                 raw[row.label] = _paired(values, ref_row.label, row.label, lower)
-    tested = [k for k, v in raw.items() if v[4] is not None]
+    few = [k for k, v in raw.items() if v[4] is not None and v[4].n_nonzero < MIN_PAIRED]
+    for k in few:  # no p-value: it could not fall below 0.05
+        n, diff, wins, losses, test = raw[k]
+        raw[k] = (n, diff, wins, losses, replace(test, p=float("nan")))
+    if few:
+        notes.append(
+            f"no Wilcoxon p-value for {', '.join(few)}: fewer than {MIN_PAIRED} runs differ from "
+            f"{ref_row.label if ref_row else ref}, too few for a two-sided p below 0.05"
+        )
+    tested = [k for k, v in raw.items() if v[4] is not None and k not in few]
     adjusted = dict(zip(tested, st.holm([raw[k][4].p for k in tested]), strict=True))
 
     rows = []
     for row in runs:
         paired = None
-        if row.label in adjusted:
+        if row.label in raw and raw[row.label][4] is not None:
             n, diff, wins, losses, test = raw[row.label]
-            paired = Paired(n, diff, wins, losses, test, adjusted[row.label])
+            paired = Paired(n, diff, wins, losses, test, adjusted.get(row.label, float("nan")))
         interval, n_ci = ci[row.label]
         rows.append(
             RowStats(
