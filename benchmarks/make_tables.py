@@ -6,6 +6,12 @@ accuracy, then P@1, then the binary reading of open-set Acc; UEM against each me
 ``<!-- results:... -->`` markers.
 ``tests/test_results_tables.py`` re-renders them and fails when a committed file is stale.
 
+Statistics: a grid whose records hold at least two seeds also gets a "Statistics" section (``u2cdr-bench table
+--stats --versus uem``: Avg ± std over seeds, bootstrap interval, average ranks, Friedman + Nemenyi, paired
+Wilcoxon tests; docs/tables.md) and one critical-difference diagram per setting, written (not checked: PNG
+bytes depend on the matplotlib build) to ``results/<name>-cd/``. One-seed grids get neither, so their pages
+are unchanged.
+
     .venv/bin/python benchmarks/make_tables.py            # rewrite the files
     .venv/bin/python benchmarks/make_tables.py --check    # exit 1 when a file is out of date
 """
@@ -23,7 +29,9 @@ from typer.testing import CliRunner
 
 from u2cdr_bench.cli import app
 from u2cdr_bench.methods import method_names
+from u2cdr_bench.plots.cd import cd_filename, write_cd_diagrams
 from u2cdr_bench.records import load_records
+from u2cdr_bench.tables import build_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -78,8 +86,46 @@ def cli_table(args: list[str]) -> str:
     return res.stdout.rstrip() + "\n"
 
 
-def grid_markdown(grid: Grid) -> str | None:
-    runs = ROOT / "results" / grid.name
+def n_seeds(records: list[dict]) -> int:
+    return len({r["config"]["seed"] for r in records})
+
+
+def stats_args(runs: Path, methods: list[str]) -> list[str]:
+    """``table`` arguments of the statistics section: ``--stats``, with ``--versus uem`` when UEM ran."""
+    return ["--runs", str(runs), "--stats", *(["--versus", "uem"] if "uem" in methods else [])]
+
+
+def stats_section(grid: Grid, runs: Path, records: list[dict], methods: list[str]) -> list[str]:
+    """The "Statistics" section of a page (records with ≥ 2 seeds): stats tables, then CD diagrams."""
+    out = [
+        "## Statistics (mAP@All; open-set: shared-set mAP@All)\n",
+        "`u2cdr-bench table --stats --versus uem`; what each statistic assumes is in `docs/tables.md`.\n",
+        cli_table(stats_args(runs, methods)),
+    ]
+    ref = "uem" if "uem" in methods else None
+    for ts in build_stats(records, ref=ref):
+        if ts.cd is not None:
+            name = cd_filename(ts)
+            out.append(f"![critical-difference diagram, {ts.table.setting}]({grid.name}-cd/{name})\n")
+    return out
+
+
+def write_diagrams(root: Path = ROOT) -> list[Path]:
+    """The CD diagrams of every grid with ≥ 2 seeds, under ``results/<name>-cd/``."""
+    written: list[Path] = []
+    for grid in GRIDS:
+        runs = root / "results" / grid.name
+        if not runs.is_dir() or not any(runs.glob("*.json")):
+            continue
+        records = load_records(runs)
+        if n_seeds(records) >= 2:
+            ref = "uem" if any(r["config"]["method"] == "uem" for r in records) else None
+            written += write_cd_diagrams(build_stats(records, ref=ref), root / "results" / f"{grid.name}-cd")
+    return written
+
+
+def grid_markdown(grid: Grid, root: Path = ROOT) -> str | None:
+    runs = root / "results" / grid.name
     if not runs.is_dir() or not any(runs.glob("*.json")):
         return None
     records = load_records(runs)
@@ -102,6 +148,8 @@ def grid_markdown(grid: Grid) -> str | None:
     ):
         out.append(f"## {heading}\n")
         out.append(cli_table(["--runs", str(runs), "--metric", metric]))
+        if metric == "map_all" and n_seeds(records) >= 2:
+            out += stats_section(grid, runs, records, methods)
     out.append("## Open-set Acc, the binary reading\n")
     out.append(
         "Share of all open-set queries whose private/shared flag is right (`openset_binary_accuracy`, "
@@ -172,6 +220,9 @@ def main() -> int:
                 path.write_text(text)
     verb = "stale" if args.check else "rewritten"
     print(f"{verb}: {', '.join(map(str, stale)) or 'none'}")
+    if not args.check:
+        for path in write_diagrams():
+            print(f"wrote {path.relative_to(ROOT)}")
     return 1 if args.check and stale else 0
 
 

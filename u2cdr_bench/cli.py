@@ -256,7 +256,24 @@ def table(
         str | None,
         typer.Option(
             metavar="ROW",
-            help="Head-to-head instead: this method's average minus each other's, and pair wins.",
+            help="Head-to-head instead: this method's average minus each other's, and pair wins. "
+            "With --stats: the reference of the paired Wilcoxon tests.",
+        ),
+    ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            help="Follow each table with its statistics: Avg ± std over seeds, bootstrap 95 % interval, "
+            "average ranks, Friedman + Nemenyi (docs/tables.md).",
+        ),
+    ] = False,
+    cd_diagram: Annotated[
+        Path | None,
+        typer.Option(
+            "--cd-diagram",
+            metavar="DIR",
+            help="Write a critical-difference diagram (PNG) per table with a Friedman test to DIR.",
         ),
     ] = None,
     skip_bad: Annotated[
@@ -284,6 +301,12 @@ def table(
         if output.is_dir():
             raise UserError(f"--output {output} is a folder; pass a file name.")
         check_writable(output.parent, "--output")
+    if cd_diagram is not None:
+        from .outdir import check_writable
+
+        if cd_diagram.exists() and not cd_diagram.is_dir():
+            raise UserError(f"--cd-diagram {cd_diagram} is a file; pass a folder.")
+        check_writable(cd_diagram, "--cd-diagram")
     skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
     try:
         records = load_records(runs, skipped=skipped)
@@ -296,7 +319,7 @@ def table(
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
-    if versus is not None:
+    if versus is not None and not stats:
         if paper:
             raise UserError("--versus compares run rows only; drop --paper.")
         text = render_versus(
@@ -311,7 +334,19 @@ def table(
             fmt=fmt,
             paper=paper,
             methods=method_list,
+            stats=stats,
+            ref=versus,
         )
+    if cd_diagram is not None:
+        from .plots.cd import write_cd_diagrams
+        from .tables import build_stats
+
+        all_stats = build_stats(records, dataset, protocol, metric, method_list, versus)
+        written = write_cd_diagrams(all_stats, cd_diagram)
+        for path in written:
+            err.print(f"wrote {path}")
+        if not written:
+            err.print("no critical-difference diagram: no table has a Friedman test (see --stats)")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
