@@ -56,6 +56,11 @@ def test_retrieval_at_initialisation_equals_the_raw_features_when_they_fit_the_h
     assert abs(map_all(ra, ya, rb, yb) - raw) > 1e-3
 
 
+def _top_axes(x: np.ndarray, k: int = 10) -> np.ndarray:
+    x = x.astype(np.float64)
+    return np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:k]
+
+
 def test_fit_initialises_the_head_from_both_domains_without_labels():
     from u2cdr_bench.data.types import DomainSamples
     from u2cdr_bench.methods import get_method
@@ -70,16 +75,20 @@ def test_fit_initialises_the_head_from_both_domains_without_labels():
         epochs_scale=0.01,
         profile="features",
     )
-    method = get_method("source-only")(ctx, {"lr": 0.0})
-    assert isinstance(method.encoder.head, StructureHead)
-    assert torch.count_nonzero(method.encoder.head.linear.weight) == 0
     da = DomainSamples("a", torch.from_numpy(xa), ya, ("0", "1", "2", "3", "4"), kind="features")
     db = DomainSamples("b", torch.from_numpy(xb), yb, ("0", "1", "2", "3", "4"), kind="features")
+    # a method that trains on both domains: the PCA of the pooled inputs
+    method = get_method("dann")(ctx, {"lr": 0.0})
+    assert isinstance(method.encoder.head, StructureHead)
+    assert torch.count_nonzero(method.encoder.head.linear.weight) == 0
     method.fit(da.unlabeled(), db.unlabeled())
-    pooled = np.concatenate([xa, xb]).astype(np.float64)
-    _, _, vt = np.linalg.svd(pooled - pooled.mean(0), full_matrices=False)
     w = method.encoder.head.linear.weight.detach().double().numpy()
-    np.testing.assert_allclose(np.abs(w[:10] @ vt[:10].T), np.eye(10), atol=1e-3)
+    np.testing.assert_allclose(np.abs(w[:10] @ _top_axes(np.concatenate([xa, xb])).T), np.eye(10), atol=1e-3)
+    # source-only never uses B, not even for its start: the PCA of A alone
+    only_a = get_method("source-only")(ctx, {"lr": 0.0})
+    only_a.fit(da.unlabeled(), db.unlabeled())
+    w = only_a.encoder.head.linear.weight.detach().double().numpy()
+    np.testing.assert_allclose(np.abs(w[:10] @ _top_axes(xa).T), np.eye(10), atol=1e-3)
     # the random head stays available under its name
     old = get_method("source-only")(ctx, {"head": "random"})
     assert type(old.encoder.head) is MLPHead
