@@ -111,7 +111,9 @@ def main() -> None:
         )
         _cli(["plot", "embedding", str(pre), str(uem), "--projection", "tsne", "--max-points", "800",
               "-o", str(args.out / "embedding.png")])  # fmt: skip
-        _cli(["plot", "results", "--runs", str(args.results), "-o", str(args.out / "results.png")])
+        results, cwd = args.results.resolve(), Path.cwd().resolve()
+        shown = results.relative_to(cwd) if results.is_relative_to(cwd) else results  # title: results/pacs
+        _cli(["plot", "results", "--runs", str(shown), "-o", str(args.out / "results.png")])
         rec = json.loads(uem.read_text())
         gallery, queries = _retrieve_folders(rec, args.data_dir, args.work, args.gallery_per_class)
         _cli(["retrieve", "--model", str(uem), "--gallery", str(gallery), "--query", *map(str, queries),

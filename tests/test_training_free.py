@@ -73,6 +73,11 @@ def test_center_whiten_gives_identity_covariance_without_shrinkage():
     _, qa, gb, _ = _scores("center-whiten", xa, ya, xb, yb, hp={"shrinkage": 1.0, "dims": 3})
     _, qa2, gb2, _ = _scores("center-l2", xa, ya, xb, yb)
     np.testing.assert_allclose(qa @ gb.T, qa2 @ gb2.T, atol=1e-5)
+    # full shrinkage with fewer dims: the kept axes are the pooled covariance's leading ones (here the first
+    # coordinate, variance 25 against 1 and 0.04), not an arbitrary basis of the isotropic Sigma_s
+    _, _, _, method = _scores("center-whiten", xa, ya, xb, yb, hp={"shrinkage": 1.0, "dims": 1})
+    axis = method._proj[:, 0] / np.linalg.norm(method._proj[:, 0])
+    assert abs(axis[0]) > 0.999, axis
 
 
 def test_kmeans_match_shares_matched_anchors_across_domains():
