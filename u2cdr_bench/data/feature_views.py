@@ -60,6 +60,7 @@ searches the table for a row it does not hold; duplicate rows share one entry.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -93,7 +94,7 @@ __all__ = [
 DEFAULT_FEATURE_VIEWS = "noise"
 
 
-class FeatureView:
+class FeatureView(ABC):
     """Base of a feature-space view generator built on one domain's clean features ``x [N, D]``.
 
     Subclasses set ``name`` and ``params`` and implement :meth:`__call__`
@@ -108,8 +109,9 @@ class FeatureView:
             raise ValueError(f"feature views need [N, D] features, got shape {tuple(x.shape)}")
         self.n, self.dim = int(x.shape[0]), int(x.shape[1])
 
+    @abstractmethod
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        """One view of the batch ``x`` ``[B, D]``, drawn with ``generator``."""
 
     def describe(self) -> dict[str, Any]:
         """What the record says about this generator: ``{"generator": name, **params}``."""

@@ -58,13 +58,7 @@ def _markdown(table: Table) -> str:
     for row in table.rows:
         line = [row.shown_label]
         for col in table.columns:
-            text = _cell_text(row, col, table.paired)
-            mark = row.marks.get(col)
-            if mark == "best":
-                text = f"**{text}**"
-            elif mark == "second":
-                text = f"*{text}*"
-            line.append(text)
+            line.append(_marked(_cell_text(row, col, table.paired), row.marks.get(col), "**{}**", "*{}*"))
         body.append(line)
     grid = tabulate(
         body,
@@ -74,6 +68,11 @@ def _markdown(table: Table) -> str:
         disable_numparse=True,
     )
     return f"**{title}** ({details})\n\n{grid}\n"
+
+
+def _marked(text: str, mark: str | None, best: str, second: str) -> str:
+    """``text`` in the format's best / second-best template (``"**{}**"``), or as it is."""
+    return best.format(text) if mark == "best" else second.format(text) if mark == "second" else text
 
 
 def _latex(table: Table) -> str:
@@ -95,12 +94,7 @@ def _latex(table: Table) -> str:
         cells = [latex_escape(row.shown_label)]
         for col in table.columns:
             text = latex_escape(_cell_text(row, col, table.paired))
-            mark = row.marks.get(col)
-            if mark == "best":
-                text = rf"\textbf{{{text}}}"
-            elif mark == "second":
-                text = rf"\underline{{{text}}}"
-            cells.append(text)
+            cells.append(_marked(text, row.marks.get(col), r"\textbf{{{}}}", r"\underline{{{}}}"))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
