@@ -47,7 +47,11 @@ def main() -> None:
     ap.add_argument("probes", nargs="+", help="LABEL=FOLDER")
     ap.add_argument("--method", default=None, help="only records of this method")
     ap.add_argument("--dataset", default=None)
+    ap.add_argument(
+        "--pairs", default=None, help="QUERY:GALLERY,... only these directed pairs (compare subset probes)"
+    )
     args = ap.parse_args()
+    pairs = None if args.pairs is None else {tuple(p.split(":")) for p in args.pairs.split(",")}
     print(
         "| probe | runs | close mAP | partial mAP | open mAP | open Acc | FR | merges (stage-1 end) "
         "| runs with a merge | K | SN2M agree |"
@@ -61,6 +65,7 @@ def main() -> None:
             for r in recs
             if (args.method is None or r["config"]["method"] == args.method)
             and (args.dataset is None or r["config"]["dataset"] == args.dataset)
+            and (pairs is None or (r["config"]["query"], r["config"]["gallery"]) in pairs)
         ]
         s = summarise(recs)
 
