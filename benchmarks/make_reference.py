@@ -8,7 +8,8 @@ printed:optdigits), seed 2024, ``--epochs-scale`` ``EPOCHS_SCALE``. Steps, each 
 3. the same grid at seed 2024 under each imitated CPU (``--imitations``, default avx2, avx), each in a
    subprocess with ``U2CDR_IMITATE_CPU`` set before the libraries load -> ``<work>/imitate-<name>/``;
 4. ``results/reference_tolerance.json``: per method and metric the cell averages of steps 1-3, their
-   center and the tolerance of :class:`u2cdr_bench.regress.Rule`.
+   center and the tolerance of :class:`u2cdr_bench.regress.Rule`; and per trained method and cell
+   (``objectives``) the mean training objective of steps 1-3 with the tolerance of ``OBJECTIVE_RULE``.
 
     .venv/bin/python benchmarks/make_reference.py                   # all four steps (about 1 h on 2 cores)
     .venv/bin/python benchmarks/make_reference.py --methods uem,pcs  # refresh some methods only
@@ -36,8 +37,9 @@ SPREAD_SEEDS = (2025, 2026, 2027, 2028)
 IMITATIONS = ("avx2", "avx")
 
 
-def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool) -> None:
-    """Run the grid at ``seed`` into ``out`` in this process (skips finished records unless ``force``)."""
+def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool, cell: str | None = None) -> None:
+    """Run the grid (or its ``cell`` only) at ``seed`` into ``out`` in this process (skips finished records
+    unless ``force``)."""
     from u2cdr_bench.data.registry import DataOptions
     from u2cdr_bench.methods import method_names
     from u2cdr_bench.protocols import setting_names
@@ -48,6 +50,8 @@ def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool) -> No
     for method in methods or method_names():
         for setting in setting_names():
             for cfg in plan(method, "digits", setting, PAIRS, [seed], options, epochs_scale=EPOCHS_SCALE):
+                if cell is not None and f"{cfg.setting} {cfg.query}->{cfg.gallery}" != cell:
+                    continue
                 if runner.is_done(cfg):
                     continue
                 t = time.perf_counter()
@@ -61,8 +65,12 @@ def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool) -> No
                 )
 
 
-def _pass_cmd(out: Path, seed: int, methods: list[str] | None, force: bool) -> list[str]:
+def _pass_cmd(
+    out: Path, seed: int, methods: list[str] | None, force: bool, cell: str | None = None
+) -> list[str]:
     cmd = [sys.executable, __file__, "--one-pass", str(out), "--seed", str(seed)]
+    if cell:
+        cmd += ["--objective-cell", cell]
     if methods:
         cmd += ["--methods", ",".join(methods)]
     if force:
@@ -95,17 +103,36 @@ def main() -> None:
     ap.add_argument("--spread-seeds", default=",".join(map(str, SPREAD_SEEDS)))
     ap.add_argument("--imitations", default=",".join(IMITATIONS))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--objective-cell",
+        default=None,
+        help="measure only the training-objective bands of this cell, e.g. 'partial optdigits->printed' "
+        "(seed 2024 and the spread seeds and imitations into <work>/objective-*; the metric tolerances and "
+        "the reference records are left as they are)",
+    )
     ap.add_argument("--one-pass", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
     ap.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     methods = args.methods.split(",") if args.methods else None
     if args.one_pass is not None:
-        one_pass(args.one_pass, args.seed, methods, args.force)
+        one_pass(args.one_pass, args.seed, methods, args.force, args.objective_cell)
         return
 
     seeds = [int(s) for s in args.spread_seeds.split(",") if s]
     imitations = [s for s in args.imitations.split(",") if s]
+    if args.objective_cell:
+        cell, work = args.objective_cell, args.work
+        passes = [
+            (_pass_cmd(work / f"objective-seed-{s}", s, methods, False, cell), {}) for s in [SEED, *seeds]
+        ]
+        passes += [
+            (_pass_cmd(work / f"objective-imitate-{i}", SEED, methods, False, cell), {"U2CDR_IMITATE_CPU": i})
+            for i in imitations
+        ]
+        run_passes(passes, args.jobs)
+        write_objectives(args.out, work, [SEED, *seeds], imitations, methods)
+        return
     refresh = methods is not None
     passes = [(_pass_cmd(args.out, SEED, methods, force=True), {})]
     passes += [(_pass_cmd(args.work / f"seed-{s}", s, methods, refresh), {}) for s in seeds]
@@ -121,19 +148,35 @@ def write_tolerances(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
     from u2cdr_bench.records import load_records
-    from u2cdr_bench.regress import Rule, build_tolerances, cell_averages, default_tolerance_path
+    from u2cdr_bench.regress import (
+        OBJECTIVE_RULE,
+        Rule,
+        build_objective_tolerances,
+        build_tolerances,
+        cell_averages,
+        cell_objectives,
+        default_tolerance_path,
+    )
     from u2cdr_bench.reproducibility import describe, machine_info
 
-    def averages(folder: Path) -> dict[str, dict[str, float]]:
-        recs = [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
-        return cell_averages(recs)
+    def records(folder: Path) -> list[dict]:
+        return [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
 
-    per_seed = {SEED: averages(ref_dir)} | {s: averages(work / f"seed-{s}") for s in seeds}
-    per_imitation = {i: averages(work / f"imitate-{i}") for i in imitations}
+    folders = {SEED: ref_dir} | {s: work / f"seed-{s}" for s in seeds}
+    imitated = {i: work / f"imitate-{i}" for i in imitations}
     rule = Rule()
-    table = build_tolerances(per_seed, per_imitation, rule)
+    table = build_tolerances(
+        {s: cell_averages(records(f)) for s, f in folders.items()},
+        {i: cell_averages(records(f)) for i, f in imitated.items()},
+        rule,
+    )
+    objectives = build_objective_tolerances(
+        {s: cell_objectives(records(f)) for s, f in folders.items()},
+        {i: cell_objectives(records(f)) for i, f in imitated.items()},
+    )
     path = default_tolerance_path(ref_dir)
     old = json.loads(path.read_text()) if path.exists() and methods is not None else {"methods": {}}
+    o = OBJECTIVE_RULE
     data = {
         "grid": {"pairs": PAIRS, "seed": SEED, "epochs_scale": EPOCHS_SCALE, "settings": "all"},
         "rule": {
@@ -143,14 +186,61 @@ def write_tolerances(
             "text": "fail iff |mean over cells - center| > "
             "max(floor, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
         },
+        "objective_rule": {
+            "z": o.z,
+            "floor": o.floor,
+            "rel_floor": o.rel_floor,
+            "margin": o.margin,
+            "text": "per cell: fail iff |objective - center| > "
+            "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
+        },
         "spread_seeds": [SEED, *seeds],
         "imitations": imitations,
         "made_on": describe(machine_info()),
         "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "methods": {**old["methods"], **table},
+        "objectives": {**old.get("objectives", {}), **objectives},
     }
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"wrote {path}")
+    return path
+
+
+def write_objectives(
+    ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
+) -> Path:
+    """Merge the objective bands measured by ``--objective-cell`` into the tolerance file."""
+    from u2cdr_bench.records import load_records
+    from u2cdr_bench.regress import OBJECTIVE_RULE, build_objective_tolerances, cell_objectives
+    from u2cdr_bench.regress import default_tolerance_path as tolerance_path
+    from u2cdr_bench.reproducibility import describe, machine_info
+
+    def objectives(folder: Path) -> dict[str, dict[str, float]]:
+        recs = [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
+        return cell_objectives(recs)
+
+    bands = build_objective_tolerances(
+        {s: objectives(work / f"objective-seed-{s}") for s in seeds},
+        {i: objectives(work / f"objective-imitate-{i}") for i in imitations},
+    )
+    path = tolerance_path(ref_dir)
+    data = json.loads(path.read_text())
+    table = data.setdefault("objectives", {})
+    for m, cells in bands.items():
+        table.setdefault(m, {}).update(cells)
+    o = OBJECTIVE_RULE
+    data["objective_rule"] = {
+        "z": o.z,
+        "floor": o.floor,
+        "rel_floor": o.rel_floor,
+        "margin": o.margin,
+        "text": "per cell: fail iff |objective - center| > "
+        "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
+        "made_on": describe(machine_info()),
+        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    print(f"wrote the objective bands of {len(bands)} methods to {path}")
     return path
 
 

@@ -16,6 +16,16 @@ decision (an Elbow K, a k-means assignment) and the run goes its own way, which 
 
 with ``z``, ``floor`` and ``margin`` stored in the tolerance file (``make_reference.py`` writes it). A run
 that crashes is a failure too. After an intended change of numbers, refresh the references.
+
+**The training objective, per cell.** At the short reference schedule a trained method barely moves from its
+initialisation, so its retrieval metrics cannot tell a correct objective from a sign-flipped one
+(``docs/reliability.md``). What does tell them apart is the objective itself: every trained method's record
+carries ``method_info.objective`` (the per-epoch mean of the loss the optimiser saw, per stage, written by
+:meth:`~u2cdr_bench.methods.common.EncoderMethod.train_stage`), and its mean over the run
+(:func:`objective_of`) is compared **per cell** with the same rule and its own measured spread (seeds and
+imitated CPUs), with a relative floor ``OBJECTIVE_RULE.rel_floor * |center|``. A loss is an average over every
+step of a run, so it moves little between seeds and CPUs, while a wrong sign, a 10x temperature or a dropped
+term moves it far.
 """
 
 from __future__ import annotations
@@ -65,28 +75,75 @@ class Rule:
     z: float = 4.0
     floor: float = 0.5
     margin: float = 1.25
+    rel_floor: float = 0.0
 
     def tolerance(self, seeds: list[float], imitated: list[float]) -> tuple[float, float]:
-        """``(center, tolerance)`` from the seed averages and the imitated-CPU averages of one metric."""
+        """``(center, tolerance)`` from the seed averages and the imitated-CPU averages of one metric.
+
+        ``tolerance = max(floor, rel_floor * |center|, z * sd * sqrt(1 + 1/n),
+        margin * max|imitated - center|)``.
+        """
         n = len(seeds)
         center = sum(seeds) / n
         sd = math.sqrt(sum((s - center) ** 2 for s in seeds) / (n - 1)) if n > 1 else 0.0
         dev = max((abs(v - center) for v in imitated), default=0.0)
-        tol = max(self.floor, self.z * sd * math.sqrt(1.0 + 1.0 / n), self.margin * dev)
+        floor = max(self.floor, self.rel_floor * abs(center))
+        tol = max(floor, self.z * sd * math.sqrt(1.0 + 1.0 / n), self.margin * dev)
         return center, tol
+
+
+#: The rule of the per-cell objective check: a loss has no natural unit, so the floor is relative (2 %).
+OBJECTIVE_RULE = Rule(z=4.0, floor=1e-3, margin=1.25, rel_floor=0.02)
+
+
+def cell_of(rec: dict[str, Any]) -> str:
+    """A record's grid cell, ``"<setting> <query>-><gallery>"``."""
+    c = rec["config"]
+    return f"{c['setting']} {c['query']}->{c['gallery']}"
+
+
+def objective_of(rec: dict[str, Any]) -> float | None:
+    """Mean over stages and epochs of ``method_info.objective`` (``None`` for a training-free method)."""
+    trace = rec.get("method_info", {}).get("objective") or {}
+    values = [float(v) for per_stage in trace.values() for v in per_stage]
+    return sum(values) / len(values) if values else None
+
+
+def cell_objectives(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{method: {cell: objective}}`` over the records of trained methods."""
+    out: dict[str, dict[str, float]] = {}
+    for rec in records:
+        value = objective_of(rec)
+        if value is not None:
+            out.setdefault(rec["config"]["method"], {})[cell_of(rec)] = value
+    return out
+
+
+def build_objective_tolerances(
+    per_seed: dict[int, dict[str, dict[str, float]]],
+    per_imitation: dict[str, dict[str, dict[str, float]]],
+    rule: Rule = OBJECTIVE_RULE,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per method and cell: the seed and imitation objectives, ``center`` and ``tolerance`` (like
+    :func:`build_tolerances`, with cells in place of metrics)."""
+    return build_tolerances(per_seed, per_imitation, rule, keys=None)
 
 
 def build_tolerances(
     per_seed: dict[int, dict[str, dict[str, float]]],
     per_imitation: dict[str, dict[str, dict[str, float]]],
     rule: Rule,
+    keys: Iterable[str] | None = REGRESSED,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per method and metric: the seed and imitation averages, ``center``, ``sd`` and ``tolerance``."""
+    """Per method and key (metric, or every key measured when ``keys`` is ``None``): the seed and imitation
+    values, ``center`` and ``tolerance``."""
     methods = sorted({m for avg in per_seed.values() for m in avg})
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for m in methods:
         out[m] = {}
-        for key in REGRESSED:
+        measured = {k for avg in per_seed.values() for k in avg.get(m, {})}
+        wanted = keys if keys is not None else sorted(measured)
+        for key in wanted:
             seeds = {s: avg[m][key] for s, avg in per_seed.items() if key in avg.get(m, {})}
             if not seeds:
                 continue
@@ -146,23 +203,55 @@ def compare(
     return bad
 
 
+def compare_objectives(
+    fresh: Iterable[dict[str, Any]], tolerances: dict[str, Any], methods: Iterable[str] | None = None
+) -> list[str]:
+    """Lines for every fresh record of a trained method whose objective leaves its cell's measured band, or
+    that has none where the references had one (two-sided, like :func:`compare`)."""
+    table = tolerances.get("objectives", {})
+    keep = None if methods is None else set(methods)
+    bad = []
+    for rec in fresh:
+        m, cell = rec["config"]["method"], cell_of(rec)
+        tol = table.get(m, {}).get(cell)
+        if tol is None or (keep is not None and m not in keep):
+            continue
+        new = objective_of(rec)
+        lo, hi = tol["center"] - tol["tolerance"], tol["center"] + tol["tolerance"]
+        if new is not None and lo <= new <= hi:
+            continue
+        shown = "missing" if new is None else f"{new:.4f}"
+        bad.append(
+            f"{m}: training objective of {cell} moved: {shown}, measured {tol['center']:.4f} "
+            f"± {tol['tolerance']:.4f}"
+        )
+    return bad
+
+
 def run_grid(
     reference_dir: Path,
     out_dir: Path,
     methods: list[str] | None = None,
     console: Console | None = None,
+    cells: Iterable[str] | None = None,
+    hparams: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Re-run every reference config (optionally only ``methods``) into ``out_dir``.
+    """Re-run every reference config (optionally only ``methods``, only ``cells``) into ``out_dir``.
 
-    Returns ``(fresh records, failure lines)``: a run that raises anything but a :class:`UserError` (e.g. a
-    non-finite loss) is a failure line and is skipped.
+    ``hparams`` is merged into each config's overrides for the keys its method declares (how a test injects a
+    10x temperature). Returns ``(fresh records, failure lines)``: a run that raises anything but a
+    :class:`UserError` (e.g. a non-finite loss) is a failure line and is skipped.
     """
+    from .methods import get_method
+
     refs = load_records(reference_dir)
     if methods is not None:
         unknown = sorted(set(methods) - {r["config"]["method"] for r in refs})
         if unknown:
             raise UserError(f"No reference records of {', '.join(unknown)} in {reference_dir}.")
         refs = [r for r in refs if r["config"]["method"] in methods]
+    if cells is not None:
+        refs = [r for r in refs if cell_of(r) in set(cells)]
     if not refs:
         raise UserError(f"No reference records in {reference_dir}.")
     runner = Runner(DataOptions(quiet=True), Path(out_dir), force=True)
@@ -170,6 +259,10 @@ def run_grid(
     failures: list[str] = []
     for i, ref in enumerate(refs, 1):
         cfg = RunConfig(**ref["config"])
+        if hparams:
+            declared = get_method(cfg.method).defaults
+            extra = {k: v for k, v in hparams.items() if k in declared}
+            cfg = RunConfig(**{**ref["config"], "hparams": {**cfg.hparams, **extra}})
         try:
             rec = runner.run(cfg)
         except UserError:
@@ -204,11 +297,22 @@ def run_regression(
     console: Console | None = None,
     quiet: bool = False,
     methods: list[str] | None = None,
+    cells: Iterable[str] | None = None,
+    hparams: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Re-run the reference grid (optionally only ``methods``); return the failure lines."""
+    """Re-run the reference grid (optionally only ``methods``); return the failure lines.
+
+    Compares each method's cell averages of the metrics (:func:`compare`) and each trained cell's objective
+    (:func:`compare_objectives`). With ``cells`` only those cells are re-run and only their objectives are
+    compared (a cell average over a subset of cells has no measured spread); ``hparams``: see
+    :func:`run_grid`.
+    """
     tolerances = load_tolerances(tolerance_path or default_tolerance_path(reference_dir))
+    shown = None if quiet else console
     with tempfile.TemporaryDirectory() as tmp:
-        fresh, failures = run_grid(reference_dir, Path(tmp), methods, console=None if quiet else console)
+        fresh, failures = run_grid(reference_dir, Path(tmp), methods, shown, cells, hparams)
     wanted = methods or sorted({r["config"]["method"] for r in load_records(reference_dir)})
     crashed = {line.split(":", 1)[0] for line in failures}
-    return failures + compare(cell_averages(fresh), tolerances, [m for m in wanted if m not in crashed])
+    kept = [m for m in wanted if m not in crashed]
+    metric_lines = [] if cells is not None else compare(cell_averages(fresh), tolerances, kept)
+    return failures + metric_lines + compare_objectives(fresh, tolerances, kept)

@@ -209,6 +209,11 @@ class EncoderMethod(Method):
         ``nesterov`` from the hyper-parameters) over ``params`` (default: :meth:`param_groups`) plus
         ``extra_param_groups``. The learning rate follows ``lr_schedule`` (default ``cosine``, annealed to 0
         over the stage; ``constant``; ``inverse`` with ``lr_decay_gamma``) per step.
+
+        The mean of ``loss`` over each epoch's steps is appended to ``self.info["objective"][stage]`` (one
+        float per epoch, a list per stage; a stage trained twice appends): the record's trace of the
+        objective the optimiser saw, which the CI regression compares per cell (``u2cdr_bench/regress.py``).
+        Reading it costs one ``float(loss)`` per step and changes no number.
         """
         hp = self.hp
         groups: list[dict[str, Any]] = (
@@ -236,19 +241,23 @@ class EncoderMethod(Method):
                 if on_epoch_start is not None:
                     on_epoch_start(epoch)
                 running: dict[str, float] = {}
+                objective = 0.0
                 for idx_a, idx_b in sampler.epoch():
                     set_lr(opt, scheduled_lr(schedule, hp["lr"], it, total, gamma))
                     loss, info = step(epoch, idx_a, idx_b)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    objective += float(loss.detach()) / sampler.steps
                     for fn in pending:
                         fn()
                     pending.clear()
                     it += 1
                     for k, v in info.items():
                         running[k] = running.get(k, 0.0) + float(v) / sampler.steps
-                if not all(np.isfinite(v) for v in running.values()):
+                trace = self.info.setdefault("objective", {}).setdefault(stage, [])
+                trace.append(round(objective, 6))
+                if not (np.isfinite(objective) and all(np.isfinite(v) for v in running.values())):
                     raise FloatingPointError(
                         f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}"
                     )
