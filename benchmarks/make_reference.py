@@ -144,12 +144,25 @@ def main() -> None:
     write_tolerances(args.out, args.work, seeds, imitations, methods)
 
 
+def objective_rule() -> dict:
+    """The tolerance file's description of ``OBJECTIVE_RULE``."""
+    from u2cdr_bench.regress import OBJECTIVE_RULE as o
+
+    return {
+        "z": o.z,
+        "floor": o.floor,
+        "rel_floor": o.rel_floor,
+        "margin": o.margin,
+        "text": "per cell: fail iff |objective - center| > "
+        "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
+    }
+
+
 def write_tolerances(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
     from u2cdr_bench.records import load_records
     from u2cdr_bench.regress import (
-        OBJECTIVE_RULE,
         Rule,
         build_objective_tolerances,
         build_tolerances,
@@ -176,7 +189,6 @@ def write_tolerances(
     )
     path = default_tolerance_path(ref_dir)
     old = json.loads(path.read_text()) if path.exists() and methods is not None else {"methods": {}}
-    o = OBJECTIVE_RULE
     data = {
         "grid": {"pairs": PAIRS, "seed": SEED, "epochs_scale": EPOCHS_SCALE, "settings": "all"},
         "rule": {
@@ -186,14 +198,7 @@ def write_tolerances(
             "text": "fail iff |mean over cells - center| > "
             "max(floor, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
         },
-        "objective_rule": {
-            "z": o.z,
-            "floor": o.floor,
-            "rel_floor": o.rel_floor,
-            "margin": o.margin,
-            "text": "per cell: fail iff |objective - center| > "
-            "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
-        },
+        "objective_rule": objective_rule(),
         "spread_seeds": [SEED, *seeds],
         "imitations": imitations,
         "made_on": describe(machine_info()),
@@ -211,7 +216,7 @@ def write_objectives(
 ) -> Path:
     """Merge the objective bands measured by ``--objective-cell`` into the tolerance file."""
     from u2cdr_bench.records import load_records
-    from u2cdr_bench.regress import OBJECTIVE_RULE, build_objective_tolerances, cell_objectives
+    from u2cdr_bench.regress import build_objective_tolerances, cell_objectives
     from u2cdr_bench.regress import default_tolerance_path as tolerance_path
     from u2cdr_bench.reproducibility import describe, machine_info
 
@@ -228,14 +233,8 @@ def write_objectives(
     table = data.setdefault("objectives", {})
     for m, cells in bands.items():
         table.setdefault(m, {}).update(cells)
-    o = OBJECTIVE_RULE
     data["objective_rule"] = {
-        "z": o.z,
-        "floor": o.floor,
-        "rel_floor": o.rel_floor,
-        "margin": o.margin,
-        "text": "per cell: fail iff |objective - center| > "
-        "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
+        **objective_rule(),
         "made_on": describe(machine_info()),
         "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
