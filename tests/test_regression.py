@@ -73,7 +73,9 @@ def test_every_reference_method_has_a_measured_tolerance_that_covers_its_measure
             assert lo <= ref_avg[key] <= hi, (m, key)
             for value in [*t["seeds"].values(), *t["imitated"].values()]:
                 assert lo <= value <= hi, (m, key, value)
-        assert set(next(iter(entry.values()))["imitated"]) == set(_tol["imitations"])
+        # every imitated CPU of the file; a method may have more: the same imitation measured on a second
+        # machine where its value left the first machine's band (protonce-joint, docs/reliability.md)
+        assert set(_tol["imitations"]) <= set(next(iter(entry.values()))["imitated"])
 
 
 def test_every_trained_method_has_a_measured_objective_band_on_the_injection_cell():
