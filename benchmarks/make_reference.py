@@ -43,6 +43,7 @@ def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool, cell:
     from u2cdr_bench.data.registry import DataOptions
     from u2cdr_bench.methods import method_names
     from u2cdr_bench.protocols import setting_names
+    from u2cdr_bench.regress import cell_of
     from u2cdr_bench.runner import Runner, plan
 
     options = DataOptions(quiet=True)
@@ -50,7 +51,7 @@ def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool, cell:
     for method in methods or method_names():
         for setting in setting_names():
             for cfg in plan(method, "digits", setting, PAIRS, [seed], options, epochs_scale=EPOCHS_SCALE):
-                if cell is not None and f"{cfg.setting} {cfg.query}->{cfg.gallery}" != cell:
+                if cell is not None and cell_of({"config": cfg.as_dict()}) != cell:
                     continue
                 if runner.is_done(cfg):
                     continue
@@ -144,6 +145,13 @@ def main() -> None:
     write_tolerances(args.out, args.work, seeds, imitations, methods)
 
 
+def _records(folder: Path, methods: list[str] | None) -> list[dict]:
+    """The records in ``folder`` (of ``methods`` only, when given)."""
+    from u2cdr_bench.records import load_records
+
+    return [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
+
+
 def objective_rule() -> dict:
     """The tolerance file's description of ``OBJECTIVE_RULE``."""
     from u2cdr_bench.regress import OBJECTIVE_RULE as o
@@ -161,7 +169,6 @@ def objective_rule() -> dict:
 def write_tolerances(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
-    from u2cdr_bench.records import load_records
     from u2cdr_bench.regress import (
         Rule,
         build_objective_tolerances,
@@ -173,7 +180,7 @@ def write_tolerances(
     from u2cdr_bench.reproducibility import describe, machine_info
 
     def records(folder: Path) -> list[dict]:
-        return [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
+        return _records(folder, methods)
 
     folders = {SEED: ref_dir} | {s: work / f"seed-{s}" for s in seeds}
     imitated = {i: work / f"imitate-{i}" for i in imitations}
@@ -215,14 +222,12 @@ def write_objectives(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
     """Merge the objective bands measured by ``--objective-cell`` into the tolerance file."""
-    from u2cdr_bench.records import load_records
     from u2cdr_bench.regress import build_objective_tolerances, cell_objectives
     from u2cdr_bench.regress import default_tolerance_path as tolerance_path
     from u2cdr_bench.reproducibility import describe, machine_info
 
     def objectives(folder: Path) -> dict[str, dict[str, float]]:
-        recs = [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
-        return cell_objectives(recs)
+        return cell_objectives(_records(folder, methods))
 
     bands = build_objective_tolerances(
         {s: objectives(work / f"objective-seed-{s}") for s in seeds},
