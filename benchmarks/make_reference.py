@@ -9,7 +9,8 @@ printed:optdigits), seed 2024, ``--epochs-scale`` ``EPOCHS_SCALE``. Steps, each 
    subprocess with ``U2CDR_IMITATE_CPU`` set before the libraries load -> ``<work>/imitate-<name>/``;
 4. ``results/reference_tolerance.json``: per method and metric the cell averages of steps 1-3, their
    center and the tolerance of :class:`u2cdr_bench.regress.Rule`; and per trained method and cell
-   (``objectives``) the mean training objective of steps 1-3 with the tolerance of ``OBJECTIVE_RULE``.
+   (``objectives``) the mean training objective of steps 1-3 with the tolerance of ``OBJECTIVE_RULE``, and per
+   trained method, cell and stage (``grad_norms``) the mean gradient norm with that of ``GRAD_NORM_RULE``.
 
     .venv/bin/python benchmarks/make_reference.py                   # all four steps (about 1 h on 2 cores)
     .venv/bin/python benchmarks/make_reference.py --methods uem,pcs  # refresh some methods only
@@ -152,31 +153,46 @@ def _records(folder: Path, methods: list[str] | None) -> list[dict]:
     return [r for r in load_records(folder) if methods is None or r["config"]["method"] in methods]
 
 
-def objective_rule() -> dict:
-    """The tolerance file's description of ``OBJECTIVE_RULE``."""
-    from u2cdr_bench.regress import OBJECTIVE_RULE as o
+def objective_rule(what: str = "objective") -> dict:
+    """The tolerance file's description of ``OBJECTIVE_RULE`` (``what="grad_norm"``: ``GRAD_NORM_RULE``)."""
+    from u2cdr_bench.regress import GRAD_NORM_RULE, OBJECTIVE_RULE
 
+    o = GRAD_NORM_RULE if what == "grad_norm" else OBJECTIVE_RULE
+    per = "per cell and stage" if what == "grad_norm" else "per cell"
     return {
         "z": o.z,
         "floor": o.floor,
         "rel_floor": o.rel_floor,
         "margin": o.margin,
-        "text": "per cell: fail iff |objective - center| > "
+        "text": f"{per}: fail iff |{what} - center| > "
         "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
     }
+
+
+def training_bands(
+    seed_records: dict[int, list[dict]], imitated_records: dict[str, list[dict]]
+) -> dict[str, dict]:
+    """``{"objectives": ..., "grad_norms": ...}``: the bands of both training traces from the same passes."""
+    from u2cdr_bench.regress import (
+        GRAD_NORM_RULE,
+        build_objective_tolerances,
+        cell_grad_norms,
+        cell_objectives,
+    )
+
+    def bands(of, rule=None):
+        kw = {} if rule is None else {"rule": rule}
+        return build_objective_tolerances(
+            {s: of(r) for s, r in seed_records.items()}, {i: of(r) for i, r in imitated_records.items()}, **kw
+        )
+
+    return {"objectives": bands(cell_objectives), "grad_norms": bands(cell_grad_norms, GRAD_NORM_RULE)}
 
 
 def write_tolerances(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
-    from u2cdr_bench.regress import (
-        Rule,
-        build_objective_tolerances,
-        build_tolerances,
-        cell_averages,
-        cell_objectives,
-        default_tolerance_path,
-    )
+    from u2cdr_bench.regress import Rule, build_tolerances, cell_averages, default_tolerance_path
     from u2cdr_bench.reproducibility import describe, machine_info
 
     def records(folder: Path) -> list[dict]:
@@ -190,9 +206,8 @@ def write_tolerances(
         {i: cell_averages(records(f)) for i, f in imitated.items()},
         rule,
     )
-    objectives = build_objective_tolerances(
-        {s: cell_objectives(records(f)) for s, f in folders.items()},
-        {i: cell_objectives(records(f)) for i, f in imitated.items()},
+    traces = training_bands(
+        {s: records(f) for s, f in folders.items()}, {i: records(f) for i, f in imitated.items()}
     )
     path = default_tolerance_path(ref_dir)
     old = json.loads(path.read_text()) if path.exists() and methods is not None else {"methods": {}}
@@ -206,12 +221,13 @@ def write_tolerances(
             "max(floor, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
         },
         "objective_rule": objective_rule(),
+        "grad_norm_rule": objective_rule("grad_norm"),
         "spread_seeds": [SEED, *seeds],
         "imitations": imitations,
         "made_on": describe(machine_info()),
         "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "methods": {**old["methods"], **table},
-        "objectives": {**old.get("objectives", {}), **objectives},
+        **{key: {**old.get(key, {}), **table} for key, table in traces.items()},
     }
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"wrote {path}")
@@ -221,30 +237,26 @@ def write_tolerances(
 def write_objectives(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
-    """Merge the objective bands measured by ``--objective-cell`` into the tolerance file."""
-    from u2cdr_bench.regress import build_objective_tolerances, cell_objectives
+    """Merge the objective and gradient-norm bands of ``--objective-cell`` into the tolerance file."""
     from u2cdr_bench.regress import default_tolerance_path as tolerance_path
     from u2cdr_bench.reproducibility import describe, machine_info
 
-    def objectives(folder: Path) -> dict[str, dict[str, float]]:
-        return cell_objectives(_records(folder, methods))
-
-    bands = build_objective_tolerances(
-        {s: objectives(work / f"objective-seed-{s}") for s in seeds},
-        {i: objectives(work / f"objective-imitate-{i}") for i in imitations},
+    traces = training_bands(
+        {s: _records(work / f"objective-seed-{s}", methods) for s in seeds},
+        {i: _records(work / f"objective-imitate-{i}", methods) for i in imitations},
     )
     path = tolerance_path(ref_dir)
     data = json.loads(path.read_text())
-    table = data.setdefault("objectives", {})
-    for m, cells in bands.items():
-        table.setdefault(m, {}).update(cells)
-    data["objective_rule"] = {
-        **objective_rule(),
-        "made_on": describe(machine_info()),
-        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    for key, bands in traces.items():
+        table = data.setdefault(key, {})
+        for m, cells in bands.items():
+            table.setdefault(m, {}).update(cells)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    made = {"made_on": describe(machine_info()), "made": now}
+    data["objective_rule"] = {**objective_rule(), **made}
+    data["grad_norm_rule"] = {**objective_rule("grad_norm"), **made}
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    print(f"wrote the objective bands of {len(bands)} methods to {path}")
+    print(f"wrote the objective and gradient-norm bands of {len(traces['objectives'])} methods to {path}")
     return path
 
 

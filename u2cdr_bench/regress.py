@@ -24,8 +24,16 @@ carries ``method_info.objective`` (the per-epoch mean of the loss the optimiser 
 :meth:`~u2cdr_bench.methods.common.EncoderMethod.train_stage`), and its mean over the run
 (:func:`objective_of`) is compared **per cell** with the same rule and its own measured spread (seeds and
 imitated CPUs), with a relative floor ``OBJECTIVE_RULE.rel_floor * |center|``. A loss is an average over every
-step of a run, so it moves little between seeds and CPUs, while a wrong sign, a 10x temperature or a dropped
-term moves it far.
+step of a run, so it moves little between seeds and CPUs, while a wrong sign or a dropped term moves it far.
+
+**The gradient norm, per cell and stage.** Near its initialisation an InfoNCE value is about ``log N`` at any
+temperature, so the objective cannot see a 10x ``tau``; the gradient can, since a contrastive logit is
+``s / tau`` and its gradient scales with ``1 / tau``. Every trained record also carries
+``method_info.grad_norm``: per stage and epoch, the mean over steps of the L2 norm of the encoder's gradient
+(:meth:`~u2cdr_bench.methods.common.EncoderMethod.train_stage`). Its mean over each stage's epochs
+(:func:`grad_norms_of`) is compared per cell and stage under ``GRAD_NORM_RULE`` (5 % relative floor). A sign
+flip leaves the norm unchanged (the objective catches it); a 10x ``tau`` leaves the objective unchanged (the
+norm catches it where the temperature's term dominates the encoder's gradient, ``docs/reliability.md``).
 """
 
 from __future__ import annotations
@@ -119,6 +127,25 @@ def cell_objectives(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, fl
     return out
 
 
+#: The rule of the per-stage gradient-norm check: a norm has no natural unit either (5 % relative floor).
+GRAD_NORM_RULE = Rule(z=4.0, floor=1e-3, margin=1.25, rel_floor=0.05)
+
+
+def grad_norms_of(rec: dict[str, Any]) -> dict[str, float]:
+    """``{stage: mean over its epochs of method_info.grad_norm}`` (empty for a training-free method)."""
+    trace = rec.get("method_info", {}).get("grad_norm") or {}
+    return {stage: sum(map(float, v)) / len(v) for stage, v in trace.items() if v}
+
+
+def cell_grad_norms(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{method: {"<cell> | <stage>": mean gradient norm}}`` over the records of trained methods."""
+    out: dict[str, dict[str, float]] = {}
+    for rec in records:
+        for stage, value in grad_norms_of(rec).items():
+            out.setdefault(rec["config"]["method"], {})[f"{cell_of(rec)} | {stage}"] = value
+    return out
+
+
 def build_objective_tolerances(
     per_seed: dict[int, dict[str, dict[str, float]]],
     per_imitation: dict[str, dict[str, dict[str, float]]],
@@ -203,28 +230,41 @@ def compare(
     return bad
 
 
-def compare_objectives(
+def _band_line(what: str, new: float | None, tol: dict[str, Any]) -> str | None:
+    """``None`` when ``new`` is inside ``tol``'s band, else the failure line (``missing`` for ``None``)."""
+    lo, hi = tol["center"] - tol["tolerance"], tol["center"] + tol["tolerance"]
+    if new is not None and lo <= new <= hi:
+        return None
+    shown = "missing" if new is None else f"{new:.4f}"
+    return f"{what} moved: {shown}, measured {tol['center']:.4f} ± {tol['tolerance']:.4f}"
+
+
+def compare_training(
     fresh: Iterable[dict[str, Any]], tolerances: dict[str, Any], methods: Iterable[str] | None = None
 ) -> list[str]:
     """Lines for every fresh record of a trained method whose objective leaves its cell's measured band, or
-    that has none where the references had one (two-sided, like :func:`compare`)."""
-    table = tolerances.get("objectives", {})
+    whose mean gradient norm of a stage leaves that cell and stage's band, or that has none where the
+    references had one (two-sided, like :func:`compare`)."""
+    objectives = tolerances.get("objectives", {})
+    norms = tolerances.get("grad_norms", {})
     keep = None if methods is None else set(methods)
     bad = []
     for rec in fresh:
         m, cell = rec["config"]["method"], cell_of(rec)
-        tol = table.get(m, {}).get(cell)
-        if tol is None or (keep is not None and m not in keep):
+        if keep is not None and m not in keep:
             continue
-        new = objective_of(rec)
-        lo, hi = tol["center"] - tol["tolerance"], tol["center"] + tol["tolerance"]
-        if new is not None and lo <= new <= hi:
-            continue
-        shown = "missing" if new is None else f"{new:.4f}"
-        bad.append(
-            f"{m}: training objective of {cell} moved: {shown}, measured {tol['center']:.4f} "
-            f"± {tol['tolerance']:.4f}"
-        )
+        checks = []
+        if cell in objectives.get(m, {}):
+            checks.append((f"training objective of {cell}", objective_of(rec), objectives[m][cell]))
+        measured = grad_norms_of(rec)
+        for key, tol in norms.get(m, {}).items():
+            band_cell, _, stage = key.partition(" | ")
+            if band_cell == cell:
+                checks.append((f"gradient norm of {cell}, stage {stage},", measured.get(stage), tol))
+        for what, new, tol in checks:
+            line = _band_line(what, new, tol)
+            if line is not None:
+                bad.append(f"{m}: {line}")
     return bad
 
 
@@ -303,9 +343,9 @@ def run_regression(
     """Re-run the reference grid (optionally only ``methods``); return the failure lines.
 
     Compares each method's cell averages of the metrics (:func:`compare`) and each trained cell's objective
-    (:func:`compare_objectives`). With ``cells`` only those cells are re-run and only their objectives are
-    compared (a cell average over a subset of cells has no measured spread); ``hparams``: see
-    :func:`run_grid`.
+    and per-stage gradient norms (:func:`compare_training`). With ``cells`` only those cells are re-run and
+    only their training traces are compared (a cell average over a subset of cells has no measured spread);
+    ``hparams``: see :func:`run_grid`.
     """
     tolerances = load_tolerances(tolerance_path or default_tolerance_path(reference_dir))
     shown = None if quiet else console
@@ -315,4 +355,4 @@ def run_regression(
     crashed = {line.split(":", 1)[0] for line in failures}
     kept = [m for m in wanted if m not in crashed]
     metric_lines = [] if cells is not None else compare(cell_averages(fresh), tolerances, kept)
-    return failures + metric_lines + compare_objectives(fresh, tolerances, kept)
+    return failures + metric_lines + compare_training(fresh, tolerances, kept)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import get_total_norm
 
 from ..blocks.memory import MemoryBank
 from ..data.types import UnlabeledDomain
@@ -213,7 +214,11 @@ class EncoderMethod(Method):
         The mean of ``loss`` over each epoch's steps is appended to ``self.info["objective"][stage]`` (one
         float per epoch, a list per stage; a stage trained twice appends): the record's trace of the
         objective the optimiser saw, which the CI regression compares per cell (``u2cdr_bench/regress.py``).
-        Reading it costs one ``float(loss)`` per step and changes no number.
+        Beside it, ``self.info["grad_norm"][stage]`` holds per epoch the mean over steps of the L2 norm of the
+        encoder's gradient after ``backward`` (``torch.nn.utils.get_total_norm`` over the encoder's trainable
+        parameters; a discriminator or classifier of ``extra_param_groups`` is left out): a 10x temperature
+        scales a contrastive gradient by 1/10 while its loss stays near ``log N``. Reading both costs one
+        ``float`` each per step and one norm over the encoder's gradients; it changes no number.
         """
         hp = self.hp
         groups: list[dict[str, Any]] = (
@@ -221,6 +226,7 @@ class EncoderMethod(Method):
         )
         groups += extra_param_groups or []
         groups = [g for g in groups if len(g["params"])]
+        trained = [p for p in self.encoder.parameters() if p.requires_grad]
         opt = make_sgd(
             groups,
             lr=hp["lr"],
@@ -241,12 +247,14 @@ class EncoderMethod(Method):
                 if on_epoch_start is not None:
                     on_epoch_start(epoch)
                 running: dict[str, float] = {}
-                objective = 0.0
+                objective = grad_norm = 0.0
                 for idx_a, idx_b in sampler.epoch():
                     set_lr(opt, scheduled_lr(schedule, hp["lr"], it, total, gamma))
                     loss, info = step(epoch, idx_a, idx_b)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    grads = [q.grad for q in trained if q.grad is not None]
+                    grad_norm += float(get_total_norm(grads)) / sampler.steps if grads else 0.0
                     opt.step()
                     objective += float(loss.detach()) / sampler.steps
                     for fn in pending:
@@ -257,6 +265,8 @@ class EncoderMethod(Method):
                         running[k] = running.get(k, 0.0) + float(v) / sampler.steps
                 trace = self.info.setdefault("objective", {}).setdefault(stage, [])
                 trace.append(round(objective, 6))
+                norms = self.info.setdefault("grad_norm", {}).setdefault(stage, [])
+                norms.append(round(grad_norm, 6))
                 if not (np.isfinite(objective) and all(np.isfinite(v) for v in running.values())):
                     raise FloatingPointError(
                         f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}"
