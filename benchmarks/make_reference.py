@@ -157,13 +157,13 @@ def objective_rule(what: str = "objective") -> dict:
     """The tolerance file's description of ``OBJECTIVE_RULE`` (``what="grad_norm"``: ``GRAD_NORM_RULE``)."""
     from u2cdr_bench.regress import GRAD_NORM_RULE, OBJECTIVE_RULE
 
-    o = GRAD_NORM_RULE if what == "grad_norm" else OBJECTIVE_RULE
-    per = "per cell and stage" if what == "grad_norm" else "per cell"
+    norm = what == "grad_norm"
+    rule, per = (GRAD_NORM_RULE, "per cell and stage") if norm else (OBJECTIVE_RULE, "per cell")
     return {
-        "z": o.z,
-        "floor": o.floor,
-        "rel_floor": o.rel_floor,
-        "margin": o.margin,
+        "z": rule.z,
+        "floor": rule.floor,
+        "rel_floor": rule.rel_floor,
+        "margin": rule.margin,
         "text": f"{per}: fail iff |{what} - center| > "
         "max(floor, rel_floor*|center|, z*sd*sqrt(1+1/n), margin*max|imitated-center|)",
     }
@@ -175,18 +175,20 @@ def training_bands(
     """``{"objectives": ..., "grad_norms": ...}``: the bands of both training traces from the same passes."""
     from u2cdr_bench.regress import (
         GRAD_NORM_RULE,
+        OBJECTIVE_RULE,
         build_objective_tolerances,
         cell_grad_norms,
         cell_objectives,
     )
 
-    def bands(of, rule=None):
-        kw = {} if rule is None else {"rule": rule}
-        return build_objective_tolerances(
-            {s: of(r) for s, r in seed_records.items()}, {i: of(r) for i, r in imitated_records.items()}, **kw
-        )
+    def bands(of, rule):
+        seeds = {s: of(r) for s, r in seed_records.items()}
+        return build_objective_tolerances(seeds, {i: of(r) for i, r in imitated_records.items()}, rule)
 
-    return {"objectives": bands(cell_objectives), "grad_norms": bands(cell_grad_norms, GRAD_NORM_RULE)}
+    return {
+        "objectives": bands(cell_objectives, OBJECTIVE_RULE),
+        "grad_norms": bands(cell_grad_norms, GRAD_NORM_RULE),
+    }
 
 
 def write_tolerances(
