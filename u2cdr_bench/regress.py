@@ -34,6 +34,13 @@ temperature, so the objective cannot see a 10x ``tau``; the gradient can, since 
 (:func:`grad_norms_of`) is compared per cell and stage under ``GRAD_NORM_RULE`` (5 % relative floor). A sign
 flip leaves the norm unchanged (the objective catches it); a 10x ``tau`` leaves the objective unchanged (the
 norm catches it where the temperature's term dominates the encoder's gradient, ``docs/reliability.md``).
+
+**The loss terms, per cell and stage.** Where the temperature's term is one of several (UEM's instance loss
+beside its prototype and adversarial terms, PCS's instance term beside its prototype terms, DANN's contrastive
+term beside the adversarial one), neither the sum nor the gradient norm need move. Every trained record also
+carries ``method_info.terms``: per stage, term and epoch the mean over steps of each entry of the step's
+``info``; their means over the epochs (:func:`terms_of`) are compared per cell under ``TERM_RULE`` (5 %
+relative floor), where the tolerance file has them (``terms``).
 """
 
 from __future__ import annotations
@@ -146,6 +153,30 @@ def cell_grad_norms(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, fl
     return out
 
 
+#: The rule of the per-term check (one loss term of a stage, e.g. UEM's ``idse/ince_a``): 5 % relative floor.
+TERM_RULE = Rule(z=4.0, floor=1e-3, margin=1.25, rel_floor=0.05)
+
+
+def terms_of(rec: dict[str, Any]) -> dict[str, float]:
+    """``{"<stage>/<term>": mean over its epochs of method_info.terms[stage][term]}`` (empty if untrained)."""
+    trace = rec.get("method_info", {}).get("terms") or {}
+    return {
+        f"{stage}/{term}": sum(map(float, v)) / len(v)
+        for stage, per_term in trace.items()
+        for term, v in per_term.items()
+        if v
+    }
+
+
+def cell_terms(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{method: {"<cell> | <stage>/<term>": mean term value}}`` over the records of trained methods."""
+    out: dict[str, dict[str, float]] = {}
+    for rec in records:
+        for key, value in terms_of(rec).items():
+            out.setdefault(rec["config"]["method"], {})[f"{cell_of(rec)} | {key}"] = value
+    return out
+
+
 def build_objective_tolerances(
     per_seed: dict[int, dict[str, dict[str, float]]],
     per_imitation: dict[str, dict[str, dict[str, float]]],
@@ -243,10 +274,11 @@ def compare_training(
     fresh: Iterable[dict[str, Any]], tolerances: dict[str, Any], methods: Iterable[str] | None = None
 ) -> list[str]:
     """Lines for every fresh record of a trained method whose objective leaves its cell's measured band, or
-    whose mean gradient norm of a stage leaves that cell and stage's band, or that has none where the
-    references had one (two-sided, like :func:`compare`)."""
+    whose mean gradient norm of a stage, or mean value of one loss term of a stage (``terms``), leaves that
+    band, or that has none where the references had one (two-sided, like :func:`compare`)."""
     objectives = tolerances.get("objectives", {})
     norms = tolerances.get("grad_norms", {})
+    term_bands = tolerances.get("terms", {})
     keep = None if methods is None else set(methods)
     bad = []
     for rec in fresh:
@@ -261,6 +293,11 @@ def compare_training(
             band_cell, _, stage = key.partition(" | ")
             if band_cell == cell:
                 checks.append((f"gradient norm of {cell}, stage {stage},", measured.get(stage), tol))
+        terms = terms_of(rec)
+        for key, tol in term_bands.get(m, {}).items():
+            band_cell, _, term = key.partition(" | ")
+            if band_cell == cell:
+                checks.append((f"loss term {term} of {cell}", terms.get(term), tol))
         for what, new, tol in checks:
             line = _band_line(what, new, tol)
             if line is not None:

@@ -219,6 +219,9 @@ class EncoderMethod(Method):
         parameters; a discriminator or classifier of ``extra_param_groups`` is left out): a 10x temperature
         scales a contrastive gradient by 1/10 while its loss stays near ``log N``. Reading both costs one
         ``float`` each per step and one norm over the encoder's gradients; it changes no number.
+        ``self.info["terms"][stage][key]`` holds per epoch the mean over steps of each entry of ``step``'s
+        ``info`` (its loss terms, e.g. UEM's ``ince_a``), a list per key over the epochs the key appeared in:
+        one term of a sum can see a temperature that the sum and the gradient drown (issue 17).
         """
         hp = self.hp
         groups: list[dict[str, Any]] = (
@@ -267,6 +270,9 @@ class EncoderMethod(Method):
                 trace.append(round(objective, 6))
                 norms = self.info.setdefault("grad_norm", {}).setdefault(stage, [])
                 norms.append(round(grad_norm, 6))
+                terms = self.info.setdefault("terms", {}).setdefault(stage, {})
+                for k, v in running.items():
+                    terms.setdefault(k, []).append(round(v, 6))
                 if not (np.isfinite(objective) and all(np.isfinite(v) for v in running.values())):
                     raise FloatingPointError(
                         f"{self.name} {stage}: loss is not finite at epoch {epoch + 1}: {running}"
