@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,13 +144,20 @@ def grad_norms_of(rec: dict[str, Any]) -> dict[str, float]:
     return {stage: sum(map(float, v)) / len(v) for stage, v in trace.items() if v}
 
 
-def cell_grad_norms(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """``{method: {"<cell> | <stage>": mean gradient norm}}`` over the records of trained methods."""
+def _per_cell(
+    records: Iterable[dict[str, Any]], of: Callable[[dict[str, Any]], dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """``{method: {"<cell> | <key>": value}}`` for every ``key: value`` of ``of(record)``."""
     out: dict[str, dict[str, float]] = {}
     for rec in records:
-        for stage, value in grad_norms_of(rec).items():
-            out.setdefault(rec["config"]["method"], {})[f"{cell_of(rec)} | {stage}"] = value
+        for key, value in of(rec).items():
+            out.setdefault(rec["config"]["method"], {})[f"{cell_of(rec)} | {key}"] = value
     return out
+
+
+def cell_grad_norms(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{method: {"<cell> | <stage>": mean gradient norm}}`` over the records of trained methods."""
+    return _per_cell(records, grad_norms_of)
 
 
 #: The rule of the per-term check (one loss term of a stage, e.g. UEM's ``idse/ince_a``): 5 % relative floor.
@@ -170,11 +177,7 @@ def terms_of(rec: dict[str, Any]) -> dict[str, float]:
 
 def cell_terms(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """``{method: {"<cell> | <stage>/<term>": mean term value}}`` over the records of trained methods."""
-    out: dict[str, dict[str, float]] = {}
-    for rec in records:
-        for key, value in terms_of(rec).items():
-            out.setdefault(rec["config"]["method"], {})[f"{cell_of(rec)} | {key}"] = value
-    return out
+    return _per_cell(records, terms_of)
 
 
 def build_objective_tolerances(
