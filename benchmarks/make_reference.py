@@ -37,9 +37,7 @@ PAIRS = "optdigits:printed,printed:optdigits"
 SEED = 2024
 EPOCHS_SCALE = 0.1
 SPREAD_SEEDS = (2025, 2026, 2027)
-IMITATIONS = (
-    "avx",
-)  # the avx2 imitation is bit-identical to this machine under the pins (docs/reliability.md)
+IMITATIONS = ("avx",)
 
 
 def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool, cell: str | None = None) -> None:

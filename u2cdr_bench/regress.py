@@ -291,16 +291,18 @@ def compare_training(
         checks = []
         if cell in objectives.get(m, {}):
             checks.append((f"training objective of {cell}", objective_of(rec), objectives[m][cell]))
-        measured = grad_norms_of(rec)
-        for key, tol in norms.get(m, {}).items():
-            band_cell, _, stage = key.partition(" | ")
-            if band_cell == cell:
-                checks.append((f"gradient norm of {cell}, stage {stage},", measured.get(stage), tol))
-        terms = terms_of(rec)
-        for key, tol in term_bands.get(m, {}).items():
-            band_cell, _, term = key.partition(" | ")
-            if band_cell == cell:
-                checks.append((f"loss term {term} of {cell}", terms.get(term), tol))
+        per_key = (
+            (norms, grad_norms_of, "gradient norm of {cell}, stage {key},"),
+            (term_bands, terms_of, "loss term {key} of {cell}"),
+        )
+        for bands, of, what in per_key:
+            if not bands.get(m):
+                continue
+            measured = of(rec)
+            for band_key, tol in bands[m].items():
+                band_cell, _, key = band_key.partition(" | ")
+                if band_cell == cell:
+                    checks.append((what.format(cell=cell, key=key), measured.get(key), tol))
         for what, new, tol in checks:
             line = _band_line(what, new, tol)
             if line is not None:
