@@ -14,6 +14,12 @@ printed:optdigits), seed 2024, ``--epochs-scale`` ``EPOCHS_SCALE``. Steps, each 
    trained method, cell and stage (``grad_norms``) the mean gradient norm with that of ``GRAD_NORM_RULE``,
    and per trained method, cell, stage and loss term (``terms``) the term's mean with that of ``TERM_RULE``.
 
+``--objective-cell CELL`` measures only one cell's training bands (seeds and imitations as above) and its
+**first-step entries** (``first_step``, :mod:`u2cdr_bench.first_step`): step 0 of the seed-2024 run against
+the same run under each imitation and each rounding perturbation of ``PERTURBATIONS`` (unpinned kernels, two
+threads), about 12 min on 2 cores for the 18 trained methods. A full refresh keeps the first-step entries as
+they are: re-measure them with ``--objective-cell 'partial optdigits->printed'`` after it.
+
     .venv/bin/python benchmarks/make_reference.py                   # all four steps (about 1 h on 2 cores)
     .venv/bin/python benchmarks/make_reference.py --methods uem,pcs  # refresh some methods only
     .venv/bin/python benchmarks/make_reference.py --jobs 2           # two grid passes at a time
@@ -37,7 +43,12 @@ PAIRS = "optdigits:printed,printed:optdigits"
 SEED = 2024
 EPOCHS_SCALE = 0.1
 SPREAD_SEEDS = (2025, 2026, 2027)
+#: The cell of the training bands and the first-step entries (the injection cell of tests/test_regression.py).
+OBJECTIVE_CELL = "partial optdigits->printed"
 IMITATIONS = ("avx",)
+#: The user's environment before anything imports u2cdr_bench (whose import writes the kernel pins into
+#: os.environ): every pass starts from it, so an imitation or an unpinned pass chooses its own kernels.
+CLEAN_ENV = dict(os.environ)
 
 
 def one_pass(out: Path, seed: int, methods: list[str] | None, force: bool, cell: str | None = None) -> None:
@@ -89,7 +100,7 @@ def run_passes(passes: list[tuple[list[str], dict[str, str]]], jobs: int) -> Non
     while todo or running:
         while todo and len(running) < jobs:
             cmd, extra = todo.pop(0)
-            env = {**os.environ, "U2CDR_THREADS": "1", **extra}
+            env = {**CLEAN_ENV, "U2CDR_THREADS": "1", **extra}
             running.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
         time.sleep(1.0)
         for p in list(running):
@@ -126,6 +137,8 @@ def main() -> None:
     seeds = [int(s) for s in args.spread_seeds.split(",") if s]
     imitations = [s for s in args.imitations.split(",") if s]
     if args.objective_cell:
+        from u2cdr_bench.first_step import PERTURBATIONS
+
         cell, work = args.objective_cell, args.work
         passes = [
             (_pass_cmd(work / f"objective-seed-{s}", s, methods, False, cell), {}) for s in [SEED, *seeds]
@@ -133,6 +146,10 @@ def main() -> None:
         passes += [
             (_pass_cmd(work / f"objective-imitate-{i}", SEED, methods, False, cell), {"U2CDR_IMITATE_CPU": i})
             for i in imitations
+        ]
+        passes += [
+            (_pass_cmd(work / f"objective-perturb-{name}", SEED, methods, False, cell), env)
+            for name, env in PERTURBATIONS.items()
         ]
         run_passes(passes, args.jobs)
         write_objectives(args.out, work, [SEED, *seeds], imitations, methods)
@@ -221,7 +238,10 @@ def write_tolerances(
         {s: records(f) for s, f in folders.items()}, {i: records(f) for i, f in imitated.items()}
     )
     path = default_tolerance_path(ref_dir)
-    old = json.loads(path.read_text()) if path.exists() and methods is not None else {"methods": {}}
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    old = existing if methods is not None else {"methods": {}}
+    # the first-step entries come from --objective-cell's passes only: kept as they are
+    kept = {k: existing[k] for k in ("first_step", "first_step_rule") if k in existing}
     data = {
         "grid": {"pairs": PAIRS, "seed": SEED, "epochs_scale": EPOCHS_SCALE, "settings": "all"},
         "rule": {
@@ -240,22 +260,49 @@ def write_tolerances(
         "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "methods": {**old["methods"], **table},
         **{key: {**old.get(key, {}), **table} for key, table in traces.items()},
+        **kept,
     }
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {path}; refresh the first-step entries with --objective-cell '{OBJECTIVE_CELL}'")
     return path
+
+
+def first_steps(reference: list[dict], perturbed: dict[str, list[dict]]) -> dict[str, dict]:
+    """``{method: {cell: entry}}`` of :func:`u2cdr_bench.first_step.build_first_step`: step 0 of each
+    reference record's opening against the same config's record under each perturbation."""
+    from u2cdr_bench.first_step import build_first_step, first_step_of
+    from u2cdr_bench.regress import cell_of
+
+    def keyed(records: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
+        return {(r["config"]["method"], cell_of(r)): first_step_of(r) for r in records}
+
+    moved = {name: keyed(records) for name, records in perturbed.items()}
+    out: dict[str, dict] = {}
+    for (m, cell), values in keyed(reference).items():
+        if values:
+            others = {name: v[(m, cell)] for name, v in moved.items() if (m, cell) in v}
+            out.setdefault(m, {})[cell] = build_first_step(values, SEED, others)
+    return out
 
 
 def write_objectives(
     ref_dir: Path, work: Path, seeds: list[int], imitations: list[str], methods: list[str] | None
 ) -> Path:
-    """Merge the objective and gradient-norm bands of ``--objective-cell`` into the tolerance file."""
+    """Merge the objective, gradient-norm and loss-term bands of ``--objective-cell`` into the tolerance file,
+    and its first-step entries (the reference seed against the imitations and :data:`PERTURBATIONS`)."""
+    from u2cdr_bench.first_step import FIRST_STEP_RULE, PERTURBATIONS
     from u2cdr_bench.regress import default_tolerance_path as tolerance_path
     from u2cdr_bench.reproducibility import describe, machine_info
 
     traces = training_bands(
         {s: _records(work / f"objective-seed-{s}", methods) for s in seeds},
         {i: _records(work / f"objective-imitate-{i}", methods) for i in imitations},
+    )
+    perturbed = {f"imitate-{i}": work / f"objective-imitate-{i}" for i in imitations}
+    perturbed |= {name: work / f"objective-perturb-{name}" for name in PERTURBATIONS}
+    traces["first_step"] = first_steps(
+        _records(work / f"objective-seed-{SEED}", methods),
+        {name: _records(folder, methods) for name, folder in perturbed.items()},
     )
     path = tolerance_path(ref_dir)
     data = json.loads(path.read_text())
@@ -265,12 +312,13 @@ def write_objectives(
             table.setdefault(m, {}).update(cells)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     made = {"made_on": describe(machine_info()), "made": now}
+    data["first_step_rule"] = {**FIRST_STEP_RULE.as_dict(), "perturbations": sorted(perturbed), **made}
     data["objective_rule"] = {**objective_rule(), **made}
     data["grad_norm_rule"] = {**objective_rule("grad_norm"), **made}
     data["term_rule"] = {**objective_rule("term"), **made}
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     n = len(traces["objectives"])
-    print(f"wrote the objective, gradient-norm and loss-term bands of {n} methods to {path}")
+    print(f"wrote the objective, gradient-norm, loss-term and first-step bands of {n} methods to {path}")
     return path
 
 

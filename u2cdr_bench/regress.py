@@ -41,6 +41,11 @@ term beside the adversarial one), neither the sum nor the gradient norm need mov
 carries ``method_info.terms``: per stage, term and epoch the mean over steps of each entry of the step's
 ``info``; their means over the epochs (:func:`terms_of`) are compared per cell under ``TERM_RULE`` (5 %
 relative floor), where the tolerance file has them (``terms``).
+
+**The first step, exactly.** Before a run's first discrete decision, two machines differ by rounding only; the
+loss, gradient norm and loss terms of a run's first optimisation step are compared with the reference run of
+the same seed at a rounding-sized tolerance, for the quantities measured to be rounding-level
+(:mod:`u2cdr_bench.first_step`, ``first_step`` in the tolerance file).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from rich.console import Console
 
 from .data.registry import DataOptions
 from .errors import UserError
+from .first_step import first_step_lines
 from .records import load_records
 from .reproducibility import describe, machine_info, same_kernels
 from .runner import RunConfig, Runner
@@ -278,10 +284,12 @@ def compare_training(
 ) -> list[str]:
     """Lines for every fresh record of a trained method whose objective leaves its cell's measured band, or
     whose mean gradient norm of a stage, or mean value of one loss term of a stage (``terms``), leaves that
-    band, or that has none where the references had one (two-sided, like :func:`compare`)."""
+    band, or that has none where the references had one (two-sided, like :func:`compare`); and for every
+    checked quantity of its first step that moved beyond rounding (``first_step``, :mod:`.first_step`)."""
     objectives = tolerances.get("objectives", {})
     norms = tolerances.get("grad_norms", {})
     term_bands = tolerances.get("terms", {})
+    first_steps = tolerances.get("first_step", {})
     keep = None if methods is None else set(methods)
     bad = []
     for rec in fresh:
@@ -307,6 +315,8 @@ def compare_training(
             line = _band_line(what, new, tol)
             if line is not None:
                 bad.append(f"{m}: {line}")
+        if cell in first_steps.get(m, {}):
+            bad += [f"{m}: {line}" for line in first_step_lines(rec, cell, first_steps[m][cell])]
     return bad
 
 

@@ -40,6 +40,10 @@ from ..data.types import UnlabeledDomain
 from ..training import PairedSampler, encode, encode_views, make_sgd, scheduled_lr, seed_everything, set_lr
 from .base import FitContext, Method
 
+#: Steps of the first stage recorded unaveraged in ``method_info.opening`` (the CI regression's first-step
+#: check, :mod:`u2cdr_bench.first_step`).
+OPENING_STEPS = 3
+
 #: Optimisation settings per dataset profile, shared by every trained method.
 SCHEDULES: dict[str, dict[str, Any]] = {
     "paper": {"lr": 2e-4, "batch_size": 64, "weight_decay": 1e-4, "sgd_momentum": 0.9},
@@ -222,6 +226,11 @@ class EncoderMethod(Method):
         ``self.info["terms"][stage][key]`` holds per epoch the mean over steps of each entry of ``step``'s
         ``info`` (its loss terms, e.g. UEM's ``ince_a``), a list per key over the epochs the key appeared in:
         one term of a sum can see a temperature that the sum and the gradient drown (issue 17).
+        ``self.info["opening"]`` holds the first :data:`OPENING_STEPS` steps of the run's first stage,
+        unaveraged (``{"stage", "steps": [{"objective", "grad_norm", "terms": {key: value}}, ...]}``): before
+        the run's first discrete decision can diverge between CPUs, they differ between machines by rounding
+        only, so the CI regression compares step 0 with the reference run of the same seed at a rounding-sized
+        tolerance (:mod:`u2cdr_bench.first_step`).
         """
         hp = self.hp
         groups: list[dict[str, Any]] = (
@@ -243,6 +252,10 @@ class EncoderMethod(Method):
         total = epochs * sampler.steps
         it = 0
         self.encoder.train()
+        opening = None
+        if "opening" not in self.info:
+            opening = {"stage": stage, "steps": []}
+            self.info["opening"] = opening
         pending: list[Callable[[], None]] = []
         self._after_step = pending
         try:
@@ -257,9 +270,14 @@ class EncoderMethod(Method):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     grads = [q.grad for q in trained if q.grad is not None]
-                    grad_norm += float(get_total_norm(grads)) / sampler.steps if grads else 0.0
+                    norm = float(get_total_norm(grads)) if grads else 0.0
+                    grad_norm += norm / sampler.steps
                     opt.step()
-                    objective += float(loss.detach()) / sampler.steps
+                    value = float(loss.detach())
+                    objective += value / sampler.steps
+                    if opening is not None and it < OPENING_STEPS:
+                        terms = {k: float(v) for k, v in info.items()}
+                        opening["steps"].append({"objective": value, "grad_norm": norm, "terms": terms})
                     for fn in pending:
                         fn()
                     pending.clear()
