@@ -294,16 +294,12 @@ def write_objectives(
     from u2cdr_bench.regress import default_tolerance_path as tolerance_path
     from u2cdr_bench.reproducibility import describe, machine_info
 
-    traces = training_bands(
-        {s: _records(work / f"objective-seed-{s}", methods) for s in seeds},
-        {i: _records(work / f"objective-imitate-{i}", methods) for i in imitations},
-    )
-    perturbed = {f"imitate-{i}": work / f"objective-imitate-{i}" for i in imitations}
-    perturbed |= {name: work / f"objective-perturb-{name}" for name in PERTURBATIONS}
-    traces["first_step"] = first_steps(
-        _records(work / f"objective-seed-{SEED}", methods),
-        {name: _records(folder, methods) for name, folder in perturbed.items()},
-    )
+    seed_records = {s: _records(work / f"objective-seed-{s}", methods) for s in seeds}
+    imitated = {i: _records(work / f"objective-imitate-{i}", methods) for i in imitations}
+    traces = training_bands(seed_records, imitated)
+    perturbed = {f"imitate-{i}": records for i, records in imitated.items()}
+    perturbed |= {name: _records(work / f"objective-perturb-{name}", methods) for name in PERTURBATIONS}
+    traces["first_step"] = first_steps(seed_records[SEED], perturbed)
     path = tolerance_path(ref_dir)
     data = json.loads(path.read_text())
     for key, bands in traces.items():
