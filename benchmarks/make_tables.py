@@ -67,12 +67,13 @@ GRIDS: tuple[Grid, ...] = (
         "PACS from `../shared/data/pacs`, 12 directed pairs × 3 settings, seed 2024, split seed 0, features "
         "mode: frozen ImageNet EfficientNet-Lite0 (`effnet-lite0`) features with a trainable head, the "
         "features profile of every method. Produced by `benchmarks/run_grid.py --dataset pacs --data-dir "
-        "../shared/data --out results/pacs`; the records are in `results/pacs/`. **Older code:** every "
-        "trained row was made with the randomly initialised head that the features mode no longer uses by "
-        "default (the structure head, issue 10: docs/uem.md gives its effect at initialisation) and `ucdir`, "
-        "`coda`, `dann` and `darl` before their official settings (issue 11); their re-run with the final "
-        "code is issue 15's regeneration. Only the training-free rows (`pretrained-cosine`, `center-l2`, "
-        "`center-whiten`, `kmeans-match`) come from the current code. One seed: differences of a few "
+        "../shared/data --out results/pacs`; the records are in `results/pacs/`. **Current code** "
+        "(structure head, official settings of issue 11, run 2026-12-03/04): `ucdir`, `coda`, `dann`, "
+        "`darl`, `darl-nn` and the training-free rows (`pretrained-cosine`, `center-l2`, `center-whiten`, "
+        "`kmeans-match`). **Older code:** every other trained row was made with the randomly initialised "
+        "head that the features mode no longer uses by default (the structure head, issue 10: docs/uem.md "
+        "gives its effect at initialisation); their re-run with the final code is issue 15's regeneration, "
+        "so rows of the two kinds are not comparable. One seed: differences of a few "
         "points are within the seed spread.",
     ),
 )
