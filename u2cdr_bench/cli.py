@@ -282,6 +282,16 @@ def table(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file.")
     ] = None,
+    ablation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ablation",
+            metavar="LABEL=DIR",
+            help="Ablation table instead (repeat; one row per folder, the first is the reference): per "
+            "setting the metric, open-set Acc / false rejection, UEM's merges, K and SN2M agreement, and "
+            "the paired difference with its Wilcoxon p (docs/tables.md).",
+        ),
+    ] = None,
 ) -> None:
     """Render comparison tables in the paper's format from run records."""
     from .metrics import METRICS
@@ -307,6 +317,12 @@ def table(
         if cd_diagram.exists() and not cd_diagram.is_dir():
             raise UserError(f"--cd-diagram {cd_diagram} is a file; pass a folder.")
         check_writable(cd_diagram, "--cd-diagram")
+    if ablation:
+        text = _ablation_table(
+            ablation, dataset, protocol, metric, fmt, methods, skip_bad, versus, stats, paper
+        )
+        _write_table(text, output)
+        return
     skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
     try:
         records = load_records(runs, skipped=skipped)
@@ -347,12 +363,68 @@ def table(
             err.print(f"wrote {path}")
         if not written:
             err.print("no critical-difference diagram: no table has a Friedman test (see --stats)")
+    _write_table(text, output)
+
+
+def _write_table(text: str, output: Path | None) -> None:
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _ablation_table(
+    items: list[str],
+    dataset: str | None,
+    protocol: str | None,
+    metric: str,
+    fmt: str,
+    methods: str | None,
+    skip_bad: bool,
+    versus: str | None,
+    stats: bool,
+    paper: bool,
+) -> str:
+    """``table --ablation``: parse ``LABEL=DIR`` items, load and filter each folder, render the table."""
+    from .records import RecordError, load_records
+    from .tables.ablation import group_by_method, render_ablation
+
+    for flag, used in (("--versus", versus is not None), ("--stats", stats), ("--paper", paper)):
+        if used:
+            raise UserError(f"--ablation makes its own comparison; drop {flag}.")
+    wanted = {m.strip() for m in methods.split(",")} if methods else None
+    groups: list[tuple[str, list[dict]]] = []
+    for item in items:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            label, folder = Path(item).name or item, item
+        if not label or not folder:
+            raise UserError(f"--ablation {item!r}: expected LABEL=DIR (a label and a records folder).")
+        skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
+        try:
+            recs = load_records(Path(folder), skipped=skipped)
+        except RecordError as e:
+            raise UserError(
+                f"{str(e).rstrip('.')}; fix or remove it, or pass --skip-bad to leave it out."
+            ) from None
+        for _path, reason in skipped or []:
+            print(f"skipped: {reason}", file=sys.stderr)
+        recs = [
+            r
+            for r in recs
+            if (dataset is None or r["config"]["dataset"] == dataset)
+            and (protocol is None or r["config"]["setting"] == protocol)
+            and (wanted is None or r["config"]["method"] in wanted)
+        ]
+        if not recs:
+            raise UserError(
+                f"--ablation {item!r}: no records in {folder} match the filters "
+                "(--dataset, --protocol, --methods)."
+            )
+        groups += group_by_method(label, recs)
+    return render_ablation(groups, metric=metric, fmt=fmt)
 
 
 LISTABLE = ("methods", "datasets", "protocols", "metrics", "backbones")
