@@ -137,6 +137,17 @@ OWN_CASES = [
         ["protocol", "show", "digits", "open-set", "--split-seed", "-1"],
         "--split-seed takes whole numbers",
     ),
+    # empty or repeated list items, bad counts: refused before any work (a new user's review, 2026-12-04)
+    ("", ["run", "--seeds", "1,,2", "--out", "{out}"], "--seeds has an empty item in '1,,2'"),
+    ("", ["run", "--pairs", "", "--out", "{out}"], "--pairs is empty"),
+    ("", ["run", "--pairs", "MN:OD,mnist:optdigits", "--out", "{out}"], "is given twice in --pairs"),
+    ("", ["run", "--n-views", "-1", "--out", "{out}"], "--n-views must be >= 0, got -1"),
+    (
+        "",
+        ["run", "--launcher", "submitit-local", "--slurm-timeout-min", "0", "--out", "{out}"],
+        "--slurm-timeout-min must be >= 1, got 0",
+    ),
+    ("", ["run", "--backbone", "foo", "--out", "{out}"], "Unknown backbone 'foo'; valid choices:"),
     # item 3: hyper-parameters, checked before any work
     (
         "",
@@ -301,3 +312,41 @@ def test_valid_values_pass_the_checks(tmp_path):
     )
     assert [c.seed for c in cfgs] == [0, 2024, 2**32 - 1] and cfgs[0].hparams["lr"] == 1
     assert json.loads(json.dumps(cfgs[0].as_dict()))["split_seed"] == 3
+
+
+# ------------------------------------------------------------------------------ warnings and unscored runs
+def test_python_warnings_print_as_one_line_each_without_source(tmp_path):
+    """A warning raised during a command is one ``warning: ...`` line (no file, line or code excerpt);
+    options a dataset does not use are named as ignored before the checks that follow."""
+    args = ["run", "--backbone", "resnet50", "--feature-views", "dropout", "--hp", "lr=abc"]
+    proc = subprocess.run(
+        [str(EXE), *args, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and lines[-1].startswith("error: Hyper-parameter lr"), proc.stderr
+    assert lines[:-1] == [
+        "warning: --backbone resnet50 is ignored by dataset digits (its own small CNN).",
+        "warning: --feature-views dropout is ignored by dataset digits (images, augmented on the fly; "
+        "feature-space views are for features without stored views).",
+    ]
+    assert not (tmp_path / "r").exists()
+
+
+def test_show_warning_prints_each_text_once(capsys):
+    from u2cdr_bench import entry
+
+    entry._SHOWN.clear()
+    for _ in range(2):
+        entry._show_warning(UserWarning("two  domains\n share nothing"), UserWarning, "f.py", 3)
+    assert capsys.readouterr().err == "warning: two domains share nothing.\n"
+
+
+def test_result_line_of_an_unscored_run():
+    from u2cdr_bench.cli_run import _result_line
+
+    rec = {"metrics": {"map_all": None, "openset_accuracy": 92.66}, "timings": {"total_s": 8.04}}
+    assert _result_line("[1/1] x", rec) == "[1/1] x: mAP@All n/a, open-set acc 92.7 (8.0 s)"

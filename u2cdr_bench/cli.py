@@ -59,6 +59,10 @@ def _default_method() -> str:
 
 
 def _parse_seeds(text: str) -> list[int]:
+    if any(not s.strip() for s in text.split(",")) and text.strip():
+        raise UserError(
+            f"--seeds has an empty item in '{text}'; write comma-separated integers, e.g. 2024,2025."
+        )
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -92,6 +96,8 @@ def _data_options(
 
     if mode not in ("features", "finetune"):
         raise UserError(f"Unknown mode '{mode}'; valid choices: features, finetune.")
+    if n_views < 0:
+        raise UserError(f"--n-views must be >= 0, got {n_views}.")
     env_dir = os.environ.get("U2CDR_DATA")
     return DataOptions(
         data_dir=data_dir or (Path(env_dir) if env_dir else None),
@@ -180,6 +186,8 @@ def run(
     from .outdir import OutFolder, check_writable
     from .runner import Runner, plan
 
+    if slurm_timeout_min < 1:
+        raise UserError(f"--slurm-timeout-min must be >= 1, got {slurm_timeout_min}.")
     options = _data_options(data_dir, cache_dir, mode, backbone, n_views, quiet, feature_views)
     configs = plan(
         method or _default_method(),
@@ -318,6 +326,10 @@ def table(
             raise UserError(f"--cd-diagram {cd_diagram} is a file; pass a folder.")
         check_writable(cd_diagram, "--cd-diagram")
     if ablation:
+        if cd_diagram is not None:
+            raise UserError("--ablation draws no critical-difference diagram; drop --cd-diagram.")
+        if runs != DEFAULT_RUNS:
+            raise UserError("--ablation reads its own folders (LABEL=DIR); drop --runs.")
         text = _ablation_table(
             ablation, dataset, protocol, metric, fmt, methods, skip_bad, versus, stats, paper
         )
@@ -396,12 +408,14 @@ def _ablation_table(
             raise UserError(f"--ablation makes its own comparison; drop {flag}.")
     wanted = {m.strip() for m in methods.split(",")} if methods else None
     groups: list[tuple[str, list[dict]]] = []
+    seen: set[str] = set()
     for item in items:
         label, sep, folder = item.partition("=")
-        if not sep:
-            label, folder = Path(item).name or item, item
-        if not label or not folder:
+        if not sep or not label or not folder:
             raise UserError(f"--ablation {item!r}: expected LABEL=DIR (a label and a records folder).")
+        if label in seen:
+            raise UserError(f"--ablation label {label!r} is given twice; each row needs its own label.")
+        seen.add(label)
         skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
         try:
             recs = load_records(Path(folder), skipped=skipped)
@@ -411,18 +425,20 @@ def _ablation_table(
             ) from None
         for _path, reason in skipped or []:
             print(f"skipped: {reason}", file=sys.stderr)
-        recs = [
+        kept = [
             r
             for r in recs
             if (dataset is None or r["config"]["dataset"] == dataset)
             and (protocol is None or r["config"]["setting"] == protocol)
             and (wanted is None or r["config"]["method"] in wanted)
         ]
-        if not recs:
+        if not kept:
+            present = sorted({f"{r['config']['method']} on {r['config']['dataset']}" for r in recs})
             raise UserError(
-                f"--ablation {item!r}: no records in {folder} match the filters "
-                "(--dataset, --protocol, --methods)."
+                f"--ablation {item!r}: no records in {folder} match the filters (--dataset, --protocol, "
+                f"--methods); it holds {', '.join(present) or 'no records'}."
             )
+        recs = kept
         groups += group_by_method(label, recs)
     return render_ablation(groups, metric=metric, fmt=fmt)
 

@@ -24,10 +24,15 @@ def _label(i: int, n: int, cfg: RunConfig) -> str:
     return f"[{i}/{n}] {cfg.method} {cfg.dataset} {cfg.setting} {cfg.query}→{cfg.gallery} seed {cfg.seed}"
 
 
+def _num(value: Any) -> str:
+    """One decimal, or ``n/a`` for a metric the run could not score (``None``, e.g. no shared class)."""
+    return "n/a" if value is None else f"{value:.1f}"
+
+
 def _result_line(label: str, rec: dict) -> str:
     m = rec["metrics"]
-    extra = f", open-set acc {m['openset_accuracy']:.1f}" if m.get("openset_accuracy") is not None else ""
-    return f"{label}: mAP@All {m['map_all']:.1f}{extra} ({rec['timings']['total_s']:.1f} s)"
+    extra = f", open-set acc {_num(m['openset_accuracy'])}" if m.get("openset_accuracy") is not None else ""
+    return f"{label}: mAP@All {_num(m.get('map_all'))}{extra} ({rec['timings']['total_s']:.1f} s)"
 
 
 def _run_one(runner: Runner, cfg: RunConfig, label: str, display: RunDisplay, wait: bool) -> dict | None:

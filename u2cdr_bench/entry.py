@@ -27,6 +27,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,26 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted()
 
 
+_SHOWN: set[str] = set()
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: Any = None,
+) -> None:
+    """A Python warning raised while a command runs, as one ``warning: ...`` line on stderr, once per text
+    (Python's own format adds the source file and line, which tell a user nothing)."""
+    text = one_line(str(message))
+    if text in _SHOWN:
+        return
+    _SHOWN.add(text)
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
 class ErrorGroup(TyperGroup):
     """The app's root group: every failure ends as one line and an exit code (see the module docstring)."""
 
@@ -129,6 +150,11 @@ class ErrorGroup(TyperGroup):
         self._untag_arguments(self)
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, _raise_interrupted) if in_main else None
+        # only where nobody else shows warnings (pytest and warnings.catch_warnings install their own)
+        plain_warnings = warnings.showwarning is getattr(warnings, "_showwarning_orig", None)
+        if plain_warnings:
+            _SHOWN.clear()
+            warnings.showwarning = _show_warning
         try:
             rv = super().main(
                 args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
@@ -159,3 +185,5 @@ class ErrorGroup(TyperGroup):
         finally:  # a SystemExit (``data verify`` ends with SystemExit(1)) passes through unchanged
             if in_main and previous is not None:
                 signal.signal(signal.SIGINT, previous)
+            if plain_warnings:
+                warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
@@ -78,6 +79,47 @@ def input_mode(spec: DatasetSpec, options: DataOptions) -> tuple[str, str, str]:
     return "features", options.backbone, "features"
 
 
+def _parse_pairs(spec: DatasetSpec, pairs: str | None) -> list[tuple[str, str]]:
+    """``spec.parse_pairs`` plus two checks it leaves to the caller: an empty ``--pairs`` (not "all
+    pairs") and a pair given twice (by name or abbreviation) are user errors."""
+    if pairs is not None and not pairs.strip():
+        a, b = spec.domain_names[:2]
+        raise UserError(
+            f"--pairs is empty; give QUERY:GALLERY pairs, e.g. '{a}:{b}', or leave it out for all."
+        )
+    out = spec.parse_pairs(pairs)
+    for i, pair in enumerate(out):
+        if pair in out[:i]:
+            raise UserError(f"Pair {pair[0]}:{pair[1]} is given twice in --pairs.")
+    return out
+
+
+def _check_backbone_options(spec: DatasetSpec, options: DataOptions) -> None:
+    """The backbone name is checked for every dataset (unknown: UserError listing the valid ones); where the
+    dataset does not use it (its own network, or features already computed) a non-default ``--backbone`` or
+    ``--mode`` gets one warning that it is ignored."""
+    from .backbones import parse_backbone
+    from .data.registry import DataOptions as _Defaults
+
+    parse_backbone(options.backbone)
+    if spec.kind not in ("image", "features"):
+        return
+    uses = "its own small CNN" if spec.kind == "image" else "features computed beforehand"
+    defaults = _Defaults()
+    for flag, value, default in (
+        ("--backbone", options.backbone, defaults.backbone),
+        ("--mode", options.mode, defaults.mode),
+    ):
+        if value != default:
+            warnings.warn(f"{flag} {value} is ignored by dataset {spec.name} ({uses}).", stacklevel=2)
+    if spec.kind == "image" and options.feature_views is not None:
+        warnings.warn(
+            f"--feature-views {options.feature_views} is ignored by dataset {spec.name} (images, augmented "
+            "on the fly; feature-space views are for features without stored views).",
+            stacklevel=2,
+        )
+
+
 def plan(
     method: str,
     dataset: str,
@@ -105,6 +147,7 @@ def plan(
     method_cls = get_method(method)
     get_protocol(spec, setting, split_seed)
     mode, backbone, profile = input_mode(spec, options)
+    _check_backbone_options(spec, options)
     method_cls.hparams_for(profile, spec.method_profile, hparams or {})
     from .protocols import settings
 
@@ -120,6 +163,7 @@ def plan(
         stored = all(fv.has_stored_views(spec, d, options) for d in (q, g))
         return None if stored else generator
 
+    pair_list = _parse_pairs(spec, pairs)
     return [
         RunConfig(
             method=method_cls.name,
@@ -135,7 +179,7 @@ def plan(
             hparams=dict(hparams or {}),
             feature_views=views_for(q, g),
         )
-        for (q, g) in spec.parse_pairs(pairs)
+        for (q, g) in pair_list
         for s in seeds
     ]
 

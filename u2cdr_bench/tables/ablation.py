@@ -18,7 +18,8 @@ judged by, per setting ``s`` in close-set / partial / open-set:
   ``(dataset, setting, query, gallery, seed, split_seed)``): the mean of ``row − first`` in ``metric``, the
   number of cells where the row is higher out of the shared cells, and the two-sided Wilcoxon signed-rank
   p-value of those differences (:func:`~u2cdr_bench.tables.stats.wilcoxon_signed_rank`; zero differences
-  dropped; ``–`` when no difference is non-zero).
+  dropped; ``–`` with fewer than :data:`~u2cdr_bench.tables.summary.MIN_PAIRED` non-zero differences, as in
+  ``--stats``: below that even the exact test cannot reach 0.05).
 
 A column a row's records do not carry (a baseline has no clusterings) prints ``–``. Records are read as they
 are: a row's cells are whatever its folder holds, so a row missing pairs averages fewer cells (``runs``
@@ -37,6 +38,7 @@ import pandas as pd
 
 from .frame import record_metric
 from .stats import wilcoxon_signed_rank
+from .summary import MIN_PAIRED
 
 __all__ = ["SETTINGS", "AblationRow", "ablation_rows", "group_by_method", "render_ablation", "summarise"]
 
@@ -127,7 +129,8 @@ def ablation_rows(
             continue
         shared = sorted(set(values) & set(ref))
         d = np.array([values[k] - ref[k] for k in shared], dtype=np.float64)
-        p = wilcoxon_signed_rank(d).p if d.size else math.nan
+        # as in --stats: below MIN_PAIRED non-zero differences even the exact test cannot reach 0.05
+        p = wilcoxon_signed_rank(d).p if np.count_nonzero(d) >= MIN_PAIRED else math.nan
         rows.append(
             AblationRow(
                 label,
