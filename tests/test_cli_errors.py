@@ -279,11 +279,12 @@ def test_skip_bad_lists_what_it_skipped(tmp_path, capsys):
 def test_help_has_no_type_tags(capsys):
     commands = [["run"], ["table"], ["list"], ["regress"], ["protocol", "show"], ["protocol", "generate"]]
     commands += [["data", "download"], ["data", "verify"], ["data", "info"], [], ["data"], ["protocol"]]
+    commands += [["retrieve"], ["plot", "retrievals"], ["plot", "embedding"], ["plot", "results"]]
     for args in ([*c, "--help"] for c in commands):
         assert main(args) == 0
         text = capsys.readouterr().out
         assert "--out DIR" in text or args != ["run", "--help"]
-        for tag in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>"):
+        for tag in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", ":mod:", "--no-quiet"):
             assert tag not in text, (args, tag)
 
 

@@ -454,9 +454,10 @@ def list_(
 ) -> None:
     """List registered methods, datasets, protocols (settings), metrics or backbones.
 
-    Methods and datasets are read from the source (:mod:`u2cdr_bench.catalog`) so the listing does not
-    import torch; backbones still do (their registry asks torchvision and open_clip for the weights).
+    Methods and datasets are listed without importing torch (so this is quick); backbones load it, to ask
+    torchvision and open_clip which weights exist.
     """
+    # methods and datasets are read from their sources by u2cdr_bench.catalog
     rows: list[tuple[str, str]]
     if what == "methods":
         from .catalog import method_groups

@@ -317,21 +317,31 @@ def _print(result: dict[str, Any]) -> None:
 
 def retrieve_command(
     model: Annotated[
-        Path, typer.Option("--model", help="Model file (<hash>.model.pt) or its record (.json).")
+        Path,
+        typer.Option("--model", metavar="FILE", help="Model file (<hash>.model.pt) or its record (.json)."),
     ],
     gallery: Annotated[
-        Path, typer.Option("--gallery", help="Folder of gallery images (searched recursively).")
+        Path,
+        typer.Option("--gallery", metavar="DIR", help="Folder of gallery images (searched recursively)."),
     ],
-    query: Annotated[list[Path], typer.Option("--query", help="Query image; repeat, or list more after it.")],
-    more: Annotated[list[Path] | None, typer.Argument(help="More query images.", show_default=False)] = None,
-    top: Annotated[int, typer.Option(help="Gallery items per query.")] = 10,
-    plot: Annotated[bool, typer.Option(help="Also draw the retrievals (see -o).")] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Image file of --plot (.png, .pdf, .svg).")
+    query: Annotated[
+        list[Path],
+        typer.Option("--query", metavar="IMAGE", help="Query image; repeat, or list more after it."),
+    ],
+    more: Annotated[
+        list[Path] | None, typer.Argument(metavar="IMAGE", help="More query images.", show_default=False)
     ] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache for gallery embeddings and features.")] = None,
+    top: Annotated[int, typer.Option(metavar="N", help="Gallery items per query.")] = 10,
+    plot: Annotated[bool, typer.Option("--plot", help="Also draw the retrievals (see -o).")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Image file of --plot (.png, .pdf, .svg)."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Cache for gallery embeddings and features.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Search a gallery folder with a model saved by `run --save-model` (faiss, cached gallery embedding)."""
     from .plots.common import output_path, save_figure

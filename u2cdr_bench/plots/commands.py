@@ -22,7 +22,9 @@ plot_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Draw retrievals, embedding maps and result charts."
 )
 
-Output = Annotated[Path | None, typer.Option("--output", "-o", help="Image file (.png, .pdf or .svg).")]
+Output = Annotated[
+    Path | None, typer.Option("--output", "-o", metavar="FILE", help="Image file (.png, .pdf or .svg).")
+]
 
 
 def _wrote(path: Path, quiet: bool = False) -> None:
@@ -32,14 +34,18 @@ def _wrote(path: Path, quiet: bool = False) -> None:
 
 @plot_app.command("retrievals")
 def retrievals(
-    record: Annotated[Path, typer.Argument(help="A run record (runs/<hash>.json) with saved embeddings.")],
-    top: Annotated[int, typer.Option(help="Gallery items shown per query.")] = 8,
-    queries: Annotated[int, typer.Option(help="Number of query rows.")] = 6,
-    seed: Annotated[int, typer.Option(help="Seed of the query choice.")] = 0,
+    record: Annotated[
+        Path, typer.Argument(metavar="RECORD", help="A run record (runs/<hash>.json) with saved embeddings.")
+    ],
+    top: Annotated[int, typer.Option(metavar="N", help="Gallery items shown per query.")] = 8,
+    queries: Annotated[int, typer.Option(metavar="N", help="Number of query rows.")] = 6,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the query choice.")] = 0,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Data home, for images whose saved path moved.")
+        Path | None, typer.Option(metavar="DIR", help="Data home, for images whose saved path moved.")
     ] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache of the embedded digits.")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Cache of the embedded digits.")
+    ] = None,
     output: Output = None,
 ) -> None:
     """Rows of queries with their top-k gallery items, green = same class, red = another (paper Fig. 4)."""
@@ -56,14 +62,16 @@ def retrievals(
 
 @plot_app.command("embedding")
 def embedding(
-    records: Annotated[list[Path], typer.Argument(help="One or more run records with saved embeddings.")],
+    records: Annotated[
+        list[Path], typer.Argument(metavar="RECORD...", help="One or more run records with saved embeddings.")
+    ],
     projection: Annotated[
-        str, typer.Option(help="auto (UMAP if installed, else t-SNE), tsne, umap or pca.")
+        str, typer.Option(metavar="NAME", help="auto (UMAP if installed, else t-SNE), tsne, umap or pca.")
     ] = ("auto"),
     max_points: Annotated[
-        int, typer.Option(help="At most this many queries and gallery items per panel.")
+        int, typer.Option(metavar="N", help="At most this many queries and gallery items per panel.")
     ] = (1000),
-    seed: Annotated[int, typer.Option(help="Seed of the subset and the projection.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the subset and the projection.")] = 0,
     output: Output = None,
 ) -> None:
     """A 2-D map of query and gallery embeddings: colour = class, marker = domain; records side by side."""
@@ -81,12 +89,14 @@ def embedding(
 
 @plot_app.command("results")
 def results(
-    runs: Annotated[Path, typer.Option(help="Folder of run records.")] = Path("runs"),
+    runs: Annotated[Path, typer.Option(metavar="DIR", help="Folder of run records.")] = Path("runs"),
     dataset: Annotated[
-        str | None, typer.Option(help="Dataset (needed when the records hold several).")
+        str | None, typer.Option(metavar="NAME", help="Dataset (needed when the records hold several).")
     ] = None,
-    metric: Annotated[str, typer.Option(help="Metric to plot.")] = "map_all",
-    methods: Annotated[str | None, typer.Option(help="Comma-separated methods to show.")] = None,
+    metric: Annotated[str, typer.Option(metavar="NAME", help="Metric to plot.")] = "map_all",
+    methods: Annotated[
+        str | None, typer.Option(metavar="M,...", help="Comma-separated methods to show.")
+    ] = None,
     paper: Annotated[bool, typer.Option(help="Mark the paper's numbers where the dataset has them.")] = True,
     output: Output = None,
 ) -> None:
@@ -99,7 +109,14 @@ def results(
     if metric not in METRICS:
         raise UserError(f"Unknown metric '{metric}'; valid choices: {', '.join(METRICS.names())}.")
     path = output_path(output, f"results-{dataset or runs.name}.png")
-    records = load_records(runs)
+    from ..records import RecordError
+
+    try:
+        records = load_records(runs)
+    except RecordError as e:
+        raise UserError(
+            f"{str(e).rstrip('.')}; fix or remove it (table --skip-bad leaves such files out)."
+        ) from None
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
