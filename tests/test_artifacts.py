@@ -191,6 +191,8 @@ def test_bad_input_for_saved_outputs_is_one_sentence(saved_runs, tmp_path, capsy
         (["plot", "retrievals", str(record)], "has no saved embeddings; re-run it with `u2cdr-bench run"),
         (["plot", "retrievals", str(tmp_path / "nope.json")], "does not exist"),
         (["plot", "embedding", str(record)], "--save-embeddings"),
+        # the suggested command writes beside the record and runs again (not into ./runs, not "done already")
+        (["plot", "retrievals", str(record)], f"--out {plain} --force --save-embeddings`"),
     ]
     copy = tmp_path / "tampered"
     shutil.copytree(saved_runs.folder, copy)

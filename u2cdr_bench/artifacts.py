@@ -293,10 +293,16 @@ def artifact_path(record: dict[str, Any], record_file: Path, key: str) -> Path:
     c = record["config"]
     if not isinstance(ref, dict):
         why = f" ({arts['model_note']})" if key == "model" and "model_note" in arts else ""
+        extra = "".join(f" --hp {k}={v}" for k, v in sorted((c.get("hparams") or {}).items()))
+        if c.get("split_seed", 0):
+            extra += f" --split-seed {c['split_seed']}"
+        if c.get("epochs_scale", 1.0) != 1.0:
+            extra += f" --epochs-scale {c['epochs_scale']}"
         raise UserError(
             f"Record {record_file} has no saved {key}{why}; re-run it with `u2cdr-bench run --method "
             f"{c['method']} --dataset {c['dataset']} --protocol {c['setting']} --pairs "
-            f"{c['query']}:{c['gallery']} --seeds {c['seed']} {flag}`."
+            f"{c['query']}:{c['gallery']} --seeds {c['seed']}{extra} --out {Path(record_file).parent} "
+            f"--force {flag}` (and the --data-dir, --backbone or --feature-views it was run with)."
         )
     path = Path(record_file).parent / str(ref["file"])
     if not path.is_file():
