@@ -304,7 +304,6 @@ def table(
     """Render comparison tables in the paper's format from run records."""
     from .metrics import METRICS
     from .protocols import setting_names
-    from .records import RecordError, load_records
     from .tables import render_tables, render_versus
 
     if fmt not in ("markdown", "latex", "csv"):
@@ -335,15 +334,7 @@ def table(
         )
         _write_table(text, output)
         return
-    skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
-    try:
-        records = load_records(runs, skipped=skipped)
-    except RecordError as e:
-        raise UserError(
-            f"{str(e).rstrip('.')}; fix or remove it, or pass --skip-bad to leave it out."
-        ) from None
-    for _path, reason in skipped or []:
-        print(f"skipped: {reason}", file=sys.stderr)
+    records = _load_for_table(runs, skip_bad)
     if not records:
         raise UserError(f"No run records in {runs}; run `u2cdr-bench run` first or pass --runs DIR.")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
@@ -378,6 +369,23 @@ def table(
     _write_table(text, output)
 
 
+def _load_for_table(folder: Path, skip_bad: bool) -> list[dict]:
+    """The records of ``folder``; a malformed one is a UserError naming ``--skip-bad``, or, with it, left out
+    and named on stderr."""
+    from .records import RecordError, load_records
+
+    skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
+    try:
+        records = load_records(folder, skipped=skipped)
+    except RecordError as e:
+        raise UserError(
+            f"{str(e).rstrip('.')}; fix or remove it, or pass --skip-bad to leave it out."
+        ) from None
+    for _path, reason in skipped or []:
+        print(f"skipped: {reason}", file=sys.stderr)
+    return records
+
+
 def _write_table(text: str, output: Path | None) -> None:
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -400,7 +408,6 @@ def _ablation_table(
     paper: bool,
 ) -> str:
     """``table --ablation``: parse ``LABEL=DIR`` items, load and filter each folder, render the table."""
-    from .records import RecordError, load_records
     from .tables.ablation import group_by_method, render_ablation
 
     for flag, used in (("--versus", versus is not None), ("--stats", stats), ("--paper", paper)):
@@ -416,15 +423,7 @@ def _ablation_table(
         if label in seen:
             raise UserError(f"--ablation label {label!r} is given twice; each row needs its own label.")
         seen.add(label)
-        skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
-        try:
-            recs = load_records(Path(folder), skipped=skipped)
-        except RecordError as e:
-            raise UserError(
-                f"{str(e).rstrip('.')}; fix or remove it, or pass --skip-bad to leave it out."
-            ) from None
-        for _path, reason in skipped or []:
-            print(f"skipped: {reason}", file=sys.stderr)
+        recs = _load_for_table(Path(folder), skip_bad)
         kept = [
             r
             for r in recs
