@@ -147,15 +147,15 @@ def plan(
     method_cls = get_method(method)
     get_protocol(spec, setting, split_seed)
     mode, backbone, profile = input_mode(spec, options)
+    from .data import feature_views as fv
+
+    chosen = options.feature_views
+    generator = fv.check_feature_views(fv.DEFAULT_FEATURE_VIEWS if chosen is None else chosen)
     _check_backbone_options(spec, options)
     method_cls.hparams_for(profile, spec.method_profile, hparams or {})
     from .protocols import settings
 
     setting = settings().canonical(setting)
-    from .data import feature_views as fv
-
-    chosen = options.feature_views
-    generator = fv.check_feature_views(fv.DEFAULT_FEATURE_VIEWS if chosen is None else chosen)
 
     def views_for(q: str, g: str) -> str | None:
         if not fv.needs_views(tuple(method_cls.views)):
