@@ -374,9 +374,10 @@ def test_regress_names_both_machines_when_their_kernels_differ(tmp_path):
 
     from u2cdr_bench.records import write_record
     from u2cdr_bench.regress import machine_lines
-    from u2cdr_bench.reproducibility import machine_info
+    from u2cdr_bench.reproducibility import apply_runtime, machine_info
 
     rec = copy.deepcopy(_refs[0])
+    apply_runtime()  # as the runner does before a run, and machine_lines before it describes this machine
     here = machine_info()
     rec["env"]["machine"] = here
     write_record(rec, tmp_path)
@@ -392,3 +393,43 @@ def test_regress_names_both_machines_when_their_kernels_differ(tmp_path):
     assert len(lines) == 2
     assert lines[0].startswith("references made on: Other CPU 7B13") and level in lines[0]
     assert lines[1].startswith("this re-run on:") and str(here["cpu"]["model"]) in lines[1]
+
+
+def test_the_machine_line_shows_the_runtime_switches_the_rerun_will_use(tmp_path, monkeypatch):
+    import copy
+
+    import torch
+
+    import u2cdr_bench.reproducibility as repro
+    from u2cdr_bench.records import write_record
+    from u2cdr_bench.regress import machine_lines
+
+    rec = copy.deepcopy(_refs[0])
+    rec["env"]["machine"] = {"cpu": {"model": "Other CPU"}, "kernels": {}, "switches": {}}
+    write_record(rec, tmp_path)
+    monkeypatch.setitem(repro._applied, "switches", [*repro._applied["switches"], "onednn-off"])
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = True
+    try:
+        line = machine_lines(tmp_path)[-1]
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert line.startswith("this re-run on:") and "onednn off" in line and "onednn on" not in line
+
+
+def test_the_reference_folder_is_found_from_any_folder_or_named_in_one_sentence(tmp_path, monkeypatch):
+    import u2cdr_bench.regress as regress_mod
+    from u2cdr_bench.errors import UserError
+
+    resolve = regress_mod.resolve_reference_dir
+    assert resolve(None, cwd=ROOT) == ROOT / "results" / "reference"
+    assert resolve(None, cwd=tmp_path) == REFERENCE  # not here: the package's repository
+    local = tmp_path / "results" / "reference"
+    local.mkdir(parents=True)
+    assert resolve(None, cwd=tmp_path) == local
+    assert resolve(local) == local
+    with pytest.raises(UserError, match="Reference folder .*nope does not exist; pass --reference DIR"):
+        resolve(tmp_path / "nope")
+    monkeypatch.setattr(regress_mod, "REFERENCE_DIR", Path("no") / "such")
+    with pytest.raises(UserError, match=r"looked in .*no/such and .*no/such; run from the repository"):
+        resolve(None, cwd=tmp_path)

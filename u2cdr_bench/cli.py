@@ -551,9 +551,13 @@ def protocol_generate(
 
 @app.command()
 def regress(
-    reference: Annotated[Path, typer.Option(metavar="DIR", help="Folder of reference records.")] = Path(
-        "results/reference"
-    ),
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Reference records (default: results/reference here, else in the package's repository).",
+        ),
+    ] = None,
     tolerances: Annotated[
         Path | None,
         typer.Option(
@@ -566,8 +570,9 @@ def regress(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Re-run the reference grid; fail when a method's cell average leaves its measured spread."""
-    from .regress import machine_lines, run_regression
+    from .regress import machine_lines, resolve_reference_dir, run_regression
 
+    reference = resolve_reference_dir(reference)
     for line in machine_lines(reference):
         err.print(line, markup=False)
     wanted = [m.strip() for m in methods.split(",") if m.strip()] if methods else None

@@ -64,12 +64,14 @@ from .data.registry import DataOptions
 from .errors import UserError
 from .first_step import first_step_lines
 from .records import load_records
-from .reproducibility import describe, machine_info, same_kernels
+from .reproducibility import apply_runtime, describe, machine_info, same_kernels
 from .runner import RunConfig, Runner
 
 #: Metrics compared by the regression (all are "higher is better").
 REGRESSED = ("map_all", "p@1", "map_at_r", "openset_accuracy")
 TOLERANCE_FILE = "reference_tolerance.json"
+#: The committed reference grid, relative to the repository root.
+REFERENCE_DIR = Path("results") / "reference"
 
 
 def default_tolerance_path(reference_dir: Path) -> Path:
@@ -372,8 +374,33 @@ def run_grid(
     return fresh, failures
 
 
+def resolve_reference_dir(given: Path | None, cwd: Path | None = None) -> Path:
+    """The reference folder: ``given``, else ``results/reference`` under ``cwd``, else under the repository of
+    this package (an editable install run from another folder). A missing folder is a :class:`UserError` that
+    names where it was looked for."""
+    if given is not None:
+        if not Path(given).is_dir():
+            raise UserError(
+                f"Reference folder {given} does not exist; pass --reference DIR (results/reference)."
+            )
+        return Path(given)
+    here = (cwd or Path.cwd()) / REFERENCE_DIR
+    repo = Path(__file__).resolve().parents[1] / REFERENCE_DIR
+    for candidate in (here, repo):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(
+        f"No reference folder: looked in {here} and {repo}; run from the repository or pass --reference DIR."
+    )
+
+
 def machine_lines(reference_dir: Path) -> list[str]:
-    """Where the references were made and where this re-run runs, when they differ (else one line)."""
+    """Where the references were made and where this re-run runs, when they differ (else one line).
+
+    The runtime switches (``onednn-off``) are applied first, so that "this re-run" describes the kernels the
+    re-run will use, not the state before the runner switches them.
+    """
+    apply_runtime()
     refs = load_records(reference_dir)
     made = [r.get("env", {}).get("machine") for r in refs[:1]]
     here = machine_info()
