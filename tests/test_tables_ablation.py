@@ -167,3 +167,13 @@ def test_cli_ablation_errors(tmp_path: Path, extra: list[str], needle: str) -> N
     res = CliRunner().invoke(app, ["table", "--ablation", f"a={tmp_path / 'a'}", *extra])
     assert res.exit_code == 2
     assert needle in res.output
+
+
+def test_cli_ablation_checks_every_item_before_reading_a_folder(tmp_path: Path) -> None:
+    _copy_fixtures(tmp_path / "a", 0.0)
+    (tmp_path / "a" / "broken.json").write_text("{ not json")
+    for late, needle in (("nolabel", "expected LABEL=DIR"), (f"b={tmp_path / 'none'}", "does not exist")):
+        res = CliRunner().invoke(app, ["table", "--ablation", f"a={tmp_path / 'a'}", "--ablation", late])
+        assert res.exit_code == 2 and needle in res.output and "broken.json" not in res.output
+    res = CliRunner().invoke(app, ["table", "--ablation", f"a={tmp_path / 'a'}"])
+    assert res.exit_code == 2 and "broken.json" in res.output  # the corrupt record is still named

@@ -414,15 +414,20 @@ def _ablation_table(
         if used:
             raise UserError(f"--ablation makes its own comparison; drop {flag}.")
     wanted = {m.strip() for m in methods.split(",")} if methods else None
-    groups: list[tuple[str, list[dict]]] = []
+    parsed: list[tuple[str, str, str]] = []
     seen: set[str] = set()
-    for item in items:
+    for item in items:  # every item is checked before any folder is read
         label, sep, folder = item.partition("=")
         if not sep or not label or not folder:
             raise UserError(f"--ablation {item!r}: expected LABEL=DIR (a label and a records folder).")
         if label in seen:
             raise UserError(f"--ablation label {label!r} is given twice; each row needs its own label.")
+        if not Path(folder).is_dir():
+            raise UserError(f"--ablation {item!r}: records folder {folder} does not exist.")
         seen.add(label)
+        parsed.append((item, label, folder))
+    groups: list[tuple[str, list[dict]]] = []
+    for item, label, folder in parsed:
         recs = _load_for_table(Path(folder), skip_bad)
         kept = [
             r
