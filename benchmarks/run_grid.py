@@ -1,4 +1,4 @@
-"""Run a results grid (methods × settings × all directed pairs, one seed) into a records folder.
+"""Run a results grid (methods × settings × all directed pairs × seeds) into a records folder.
 
 The grid is split round-robin over ``--workers`` so that several processes can share a machine; each process
 is started with its own ``--worker I``. Finished records are skipped, so an interrupted grid resumes where it
@@ -11,6 +11,7 @@ stopped. One line per run: method, setting, pair, map_all, P@1, open-set accurac
 
 Real data: ``--dataset pacs --data-dir ../shared/data`` (features mode, ``effnet-lite0`` unless told).
 Features without stored views (``--dataset npz:PATH``): ``--feature-views NAME`` as in ``u2cdr-bench run``.
+Several seeds: ``--seeds 2024,2025,2026``; another class split: ``--split-seed 1`` (issue 15).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     ap.add_argument("--settings", default=None, help="comma-separated subset (default: all three)")
     ap.add_argument("--pairs", default=None, help="QUERY:GALLERY,... (default: all directed pairs)")
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds (overrides --seed): 2024,2025,2026")
+    ap.add_argument("--split-seed", type=int, default=0, help="seed of the partial / open-set class split")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--backbone", default="effnet-lite0")
@@ -53,6 +56,7 @@ def main() -> None:
     hparams = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.hp)}
     methods = args.methods.split(",") if args.methods else method_names()
     settings = args.settings.split(",") if args.settings else setting_names()
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
     options = DataOptions(
         data_dir=args.data_dir, backbone=args.backbone, quiet=True, feature_views=args.feature_views
     )
@@ -66,8 +70,9 @@ def main() -> None:
             args.dataset,
             setting,
             args.pairs,
-            [args.seed],
+            seeds,
             options,
+            split_seed=args.split_seed,
             epochs_scale=args.epochs_scale,
             hparams=hparams,
         )
@@ -82,7 +87,7 @@ def main() -> None:
         m = rec["metrics"]
         acc = m.get("openset_accuracy")
         print(
-            f"[{i}/{len(mine)}] {cfg.method:16s} {cfg.setting:9s} {rec['task']['pair']:24s} "
+            f"[{i}/{len(mine)}] {cfg.method:16s} {cfg.setting:9s} {rec['task']['pair']:24s} s{cfg.seed} "
             f"map_all {m['map_all']:6.2f} p@1 {m['p@1']:6.2f} acc {'-' if acc is None else f'{acc:6.2f}'} "
             f"({time.perf_counter() - t:.1f} s)",
             flush=True,
