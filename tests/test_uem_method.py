@@ -12,6 +12,7 @@ from u2cdr_bench.data.types import DomainSamples, UnlabeledDomain
 from u2cdr_bench.errors import UserError
 from u2cdr_bench.methods import FitContext, get_method, method_names
 from u2cdr_bench.methods.uem import UEM
+from u2cdr_bench.methods.uem.method import FORMER_DEFAULTS
 from u2cdr_bench.nets import make_encoder_factory
 
 DIM = 16
@@ -108,6 +109,26 @@ def test_registration_order_and_ablation_flags():
         assert issubclass(cls, UEM) and cls.summary and not cls.needs_num_classes
         assert {k for k in hp if hp[k] != base[k]} == {key} and hp[key] == value
     assert UEM.needs_num_classes is False
+
+
+def test_the_five_chosen_readings_and_the_former_ones():
+    """The 2026-12-04 defaults (docs/uem.md, "The defaults") and FORMER_DEFAULTS differ on exactly those keys,
+    and every ablation inherits the chosen readings."""
+    chosen = {
+        "ince_negatives": "batch",
+        "k_estimator": "eigengap",
+        "merge_rule": "pair",
+        "sn2m_negatives": "encoded",
+        "sn2m_unmerged": "skip",
+    }
+    paper = UEM.resolve_hparams("paper")
+    assert {k: paper[k] for k in chosen} == chosen
+    former = UEM.hparams_for("paper", None, FORMER_DEFAULTS)
+    assert {k for k in former if former[k] != paper[k]} == set(chosen)
+    assert {k: former[k] for k in chosen} == FORMER_DEFAULTS
+    for name in ("uem-no-pm", "uem-no-sel", "uem-no-spda", "uem-no-sn2m"):
+        hp = get_method(name).resolve_hparams("paper")
+        assert {k: hp[k] for k in chosen} == chosen
 
 
 def test_profiles_and_epochs_scale():

@@ -62,6 +62,19 @@ _SPACE: dict[str, Space] = {
 }
 
 
+#: The readings the defaults replaced on 2026-12-04, by measurement (docs/uem.md, "The defaults"): Eq. 6
+#: over the whole memory bank (the text's "all other instances"), the paper's Elbow, Eq. 9's one global
+#: threshold (as printed), SN2M's instances from B's memory bank, and Eq. 17 as printed for a sample
+#: without a merged partner. ``uem`` with these five overrides is the UEM of the records made before.
+FORMER_DEFAULTS: dict[str, str] = {
+    "ince_negatives": "bank",
+    "k_estimator": "elbow",
+    "merge_rule": "global",
+    "sn2m_negatives": "memory",
+    "sn2m_unmerged": "literal",
+}
+
+
 @register_method
 class UEM(EncoderMethod):
     """UEM (Wang, Du, Zhu, NeurIPS 2024): unified, enhanced and matched semantic feature learning.
@@ -75,7 +88,12 @@ class UEM(EncoderMethod):
     Open-set detection (§2.6, Eqs. 25–27): :meth:`detect_private`.
 
     Hyper-parameters (``defaults`` = the ``paper`` profile; "#n" = paper-spec §7 item; docs/uem.md has the
-    reasoning behind every reading):
+    reasoning behind every reading). The five readings ``ince_negatives``, ``k_estimator``, ``merge_rule``,
+    ``sn2m_negatives`` and ``sn2m_unmerged`` were chosen together by their measured effect over the 54
+    development cells (digits and PACS, all pairs × 3 settings; docs/uem.md, "The defaults");
+    :data:`FORMER_DEFAULTS` lists the readings they replaced (pass each as ``--hp KEY=VALUE``). Of the five,
+    ``batch`` and ``encoded`` are the equations as printed; ``eigengap``, ``pair`` and ``skip`` are readings
+    the paper does not print (paper-spec §2.2(c), §2.2(d), §2.3):
 
     ======================  =========  ==================================================================
     name                    default    meaning
@@ -85,7 +103,8 @@ class UEM(EncoderMethod):
     renormalize_memory      True       L2-renormalise memory entries after each update (#2)
     memory_bn               running    BatchNorm mode of the memory initialisation: ``running`` (eval mode,
                                        like ``embed``) or per-domain ``batch`` statistics (as in training)
-    ince_negatives          bank       Eq. 6 denominator: the whole memory bank, or ``batch`` entries (#3)
+    ince_negatives          batch      Eq. 6 denominator: the batch's memory entries j = 1..B as printed, or
+                                       the whole memory ``bank`` (the text's "all other instances", #3)
     nce_reduction           mean       batch reduction of Eqs. 6-7 (printed as sums; ``sum``)
     idse_epochs             100        stage-1 epochs E (200 in profile ``domainnet``; §2.5)
     cdsm_epochs             50         stage-2 epochs (§2.5)
@@ -95,12 +114,14 @@ class UEM(EncoderMethod):
                                        prototype terms act throughout IDSE as in PCS/PCL (a diagnosis knob,
                                        not the paper's method)
     elbow_k_min, _max       2, 100     candidate range of the K estimator (#4); also the detector's
-    k_estimator             elbow      the estimator of K (blocks.cluster_count: elbow, eigengap, gap,
-                                       silhouette); ``elbow`` is the paper's rule (§2.2(c))
+    k_estimator             eigengap   the estimator of K (blocks.cluster_count: elbow, eigengap, gap,
+                                       silhouette); ``elbow`` is the paper's rule (§2.2(c)), whose K
+                                       follows its range (docs/uem.md, the K table)
     k_features              memory     K estimated on the memory ``bank`` at clusterings (per
                                        ``reestimate_k``) or once on the frozen ``input`` features
     reestimate_k            every      run the estimator at ``every`` clustering, once per ``stage``, ``once``
-    merge_rule              global     Eq. 9 as printed (one global threshold) or per ``pair`` (docs/uem.md)
+    merge_rule              pair       Eq. 9 per Hungarian pair (its two prototypes' nearest neighbours in
+                                       their domains) or ``global`` (one threshold, as printed; §2.2(d))
     kmeans_niter, _nredo    20, 5      faiss K-means settings (UCDIR's; #4)
     normalize_prototypes    False      L2-normalise the prototypes used by the losses (#2)
     idse_merge              True       prototype merging in IDSE (False = ``uem-no-pm``)
@@ -112,11 +133,12 @@ class UEM(EncoderMethod):
     dal_reduction           mean       batch reduction of Eq. 13 (printed as a sum over 2B)
     use_spr                 True       SPR of Eq. 14 (False = ``uem-no-spda``)
     sn2m_mode               switch     Eqs. 15-17, or ``nn``: plain cosine-NN positive (``uem-no-sn2m``, #20)
-    sn2m_negatives          memory     SN2M instances x^B_j: the memory bank, the ``batch``, or ``encoded``
-                                       (the current f_theta(x^B_j), re-encoded once per epoch) (#8)
-    sn2m_unmerged           literal    Eq. 17 for a sample whose prototype has no merged partner:
-                                       ``literal``, ``skip`` (no term) or ``prototypes`` (prototype
-                                       negatives only) (cdsm.SN2M_UNMERGED)
+    sn2m_negatives          encoded    SN2M instances x^B_j: ``encoded`` = the current f_theta(x^B_j) as
+                                       Eq. 17 writes it (re-encoded once per epoch), the ``memory`` bank,
+                                       or the ``batch`` (#8)
+    sn2m_unmerged           skip       Eq. 17 for a sample whose prototype has no merged partner: ``skip``
+                                       (no SN2M term), ``literal`` or ``prototypes`` (prototype negatives
+                                       only) (cdsm.SN2M_UNMERGED)
     cdsm_lr_scale           1.0        stage-2 learning rate / ``lr`` (fresh cosine schedule, #10)
     stage2_recluster        1          stage-2 re-clustering cadence, epochs; 0 = only at its start (#9)
     stage2_memory_update    True       keep updating the memory banks in stage 2 (#9)
@@ -152,7 +174,7 @@ class UEM(EncoderMethod):
         "memory_momentum": 0.99,
         "renormalize_memory": True,
         "memory_bn": "running",
-        "ince_negatives": "bank",
+        "ince_negatives": "batch",
         "nce_reduction": "mean",
         "idse_epochs": 100,
         "cdsm_epochs": 50,
@@ -162,10 +184,10 @@ class UEM(EncoderMethod):
         "elbow_k_min": 2,
         "elbow_k_max": 100,
         "reestimate_k": "every",
-        "k_estimator": "elbow",
+        "k_estimator": "eigengap",
         "k_features": "memory",
-        "merge_rule": "global",
-        "sn2m_unmerged": "literal",
+        "merge_rule": "pair",
+        "sn2m_unmerged": "skip",
         "kmeans_niter": 20,
         "kmeans_nredo": 5,
         "normalize_prototypes": False,
@@ -178,7 +200,7 @@ class UEM(EncoderMethod):
         "dal_reduction": "mean",
         "use_spr": True,
         "sn2m_mode": "switch",
-        "sn2m_negatives": "memory",
+        "sn2m_negatives": "encoded",
         "cdsm_lr_scale": 1.0,
         "stage2_recluster": 1,
         "stage2_memory_update": True,
