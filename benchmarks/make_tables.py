@@ -61,8 +61,7 @@ GRIDS: tuple[Grid, ...] = (
         "final code is issue 15's regeneration. **Current code:** `uem`, its four ablations and "
         "`pretrained` (re-run 2026-12-04 with UEM's new defaults, docs/uem.md, The defaults) and the "
         "training-free rows (`pretrained-cosine`, `center-l2`, `center-whiten`, `kmeans-match`). One "
-        "seed: differences of a "
-        "few points are within the seed spread (docs/reliability.md).",
+        "seed: differences of a few points are within the seed spread (docs/reliability.md).",
     ),
     Grid(
         "pacs",
