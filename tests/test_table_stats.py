@@ -157,6 +157,12 @@ def test_wilcoxon_signed_rank_by_hand_and_scipy() -> None:
     assert flipped.r == pytest.approx(-22 / 36) and flipped.p == pytest.approx(res.p)
     none = st.wilcoxon_signed_rank(np.zeros(4))
     assert none.n_nonzero == 0 and math.isnan(none.p) and math.isnan(none.r)
+    # NaN differences (an unscored metric) are dropped like zeros, not ranked
+    with_nan = st.wilcoxon_signed_rank(np.append(d, [math.nan, math.nan]))
+    assert (with_nan.n, with_nan.n_nonzero, with_nan.t_plus, with_nan.t_minus) == (11, 8, 29.0, 7.0)
+    assert with_nan.p == pytest.approx(res.p)
+    all_nan = st.wilcoxon_signed_rank(np.full(3, math.nan))
+    assert all_nan.n_nonzero == 0 and math.isnan(all_nan.p) and math.isnan(all_nan.r)
 
 
 def test_bootstrap_by_hand_and_seeded() -> None:

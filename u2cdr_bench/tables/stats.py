@@ -153,7 +153,9 @@ class SignedRank:
     ``n``: differences given; ``n_nonzero``: those left after dropping zeros (the ``wilcox`` zero method);
     ``statistic``: scipy's, min(T⁺, T⁻); ``t_plus`` / ``t_minus``: rank sums of the positive / negative
     differences; ``r``: the matched-pairs rank-biserial correlation (T⁺ − T⁻)/(T⁺ + T⁻) in [−1, 1], +1 when
-    every non-zero difference is positive (x higher). With no non-zero difference ``p`` and ``r`` are NaN.
+    every non-zero difference is positive (x higher). A NaN difference (a metric a run could not score, e.g.
+    open-set Acc of a setting without private queries) is dropped like a zero. With no finite non-zero
+    difference ``p`` and ``r`` are NaN.
     """
 
     n: int
@@ -172,7 +174,7 @@ def wilcoxon_signed_rank(d: np.ndarray) -> SignedRank:
     null distribution for small samples without ties, the normal approximation otherwise (scipy's rule).
     """
     d = np.asarray(d, dtype=np.float64).ravel()
-    nz = d[d != 0.0]
+    nz = d[np.isfinite(d) & (d != 0.0)]
     if nz.size == 0:
         return SignedRank(int(d.size), 0, math.nan, math.nan, 0.0, 0.0, math.nan)
     ranks = sps.rankdata(np.abs(nz), method="average")
