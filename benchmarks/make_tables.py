@@ -51,26 +51,22 @@ GRIDS: tuple[Grid, ...] = (
     Grid(
         "digits",
         "Results on the embedded digits benchmark",
-        "Every registered method, 6 directed pairs × 3 settings, seed 2024, split seed 0, each method's "
-        "default digits schedule. **Issue 15's three-seed regeneration is under way** (`--seeds "
-        "2024,2025,2026`, begun 2026-12-04): the training-free rows, `uem` and its four ablations have all "
-        "three seeds; `protonce-joint` has three seeds of the current code in close-set and partial and on "
-        "one open-set pair (MN→OD), `darl` on three close-set pairs (MN→OD and MN→PR with three seeds, OD→MN "
-        "with two), both re-run 2026-12-05 on an AMD EPYC machine; their other cells and every other trained "
-        "baseline row hold one seed-2024 record of older code. The `n=` of each table says how many seeds a "
-        "cell has. Seed 2024 was the seed UEM's defaults were chosen on, and it is UEM's best in partial "
-        "(35.4 against 31.3 and 32.8). Each method's "
-        "schedule (image mode: the small CNN trained from scratch, `--epochs-scale 1`). "
-        "Produced by `benchmarks/run_grid.py --dataset digits --out results/digits`; the records are in "
-        "`results/digits/`. **Older code:** the records of `cds`, `pcs`, `coda`, `dgdir`, `dann` and `darl` "
-        "predate their official settings (issue 11, docs/baselines.md lists what moves), and the open-set "
-        "Acc of every trained baseline row (made 2026-11-24) predates the current generic detector "
-        "(`pretrained`'s, re-run, moved from 43.4 to 62.4 with the same mAP@All); their re-run with the "
-        "final code is issue 15's regeneration. **Current code:** `uem`, its four ablations and "
-        "`pretrained` (re-run 2026-12-04/05 with UEM's new defaults, docs/uem.md, The defaults), the "
-        "training-free rows (`pretrained-cosine`, `center-l2`, `center-whiten`, `kmeans-match`) and the "
-        "re-run cells of `protonce-joint` and `darl` named above. One "
-        "seed: differences of a few points are within the seed spread (docs/reliability.md).",
+        "Every registered method, 6 directed pairs × 3 settings, split seed 0, each method's default digits"
+        " schedule (image mode: the small CNN trained from scratch, `--epochs-scale 1`). **Issue 15's "
+        "three-seed regeneration is under way** (`--seeds 2024,2025,2026`, begun 2026-12-04). **Current "
+        "code, three seeds on every cell:** the training-free rows (`pretrained`, `pretrained-cosine`, "
+        "`center-l2`, `center-whiten`, `kmeans-match`), `uem` and its four ablations (re-run 2026-12-04/05 "
+        "with UEM's new defaults, docs/uem.md, The defaults), and the baselines `protonce-joint`, `darl` "
+        "and `dn2a` (re-run 2026-12-05 on an AMD EPYC machine). **Older code:** every other trained "
+        "baseline row holds one seed-2024 record made before its official settings (issue 11, "
+        "docs/baselines.md lists what moves) and before the current generic open-set detector "
+        "(`pretrained`'s Acc, re-run, moved from 43.4 to 62.4 with the same mAP@All); a row marked † mixes "
+        "records of both kinds while its re-run is under way. The `n=` of each table says how many seeds a "
+        "cell has; `benchmarks/versus_current.py results/digits` compares the current-code records alone. "
+        "Seed 2024 was the seed UEM's defaults were chosen on, and it is UEM's best in partial (35.4 "
+        "against 31.3 and 32.8). Produced by `benchmarks/run_grid.py --dataset digits --out results/digits "
+        "--seeds 2024,2025,2026`; the records are in `results/digits/`. One seed ranks nothing: differences"
+        " of a few points are within the seed spread (docs/reliability.md).",
     ),
     Grid(
         "pacs",
