@@ -8,6 +8,14 @@ Times are **CPU seconds of this process** (``time.process_time``; one thread), w
 shared machine disturb much less than wall time; ``ratio = run / floor`` in CPU time, ``wall_ratio`` the
 same in wall time.
 
+The **own-work floor** (``own_floor_s``, ``own_ratio``) answers the question the floor leaves open for methods
+whose steps encode more than one clean batch (DGDIR's four view sets and key pass, UCDIR's key pass): every
+encoder pass of the run's training steps is logged (the module called, train/eval mode, with or without
+gradient, the input's shape) and replayed bare in the same process on random inputs of the same shapes,
+forward + ``backward`` of ``mean(f^2)`` for the passes that had a gradient, forward alone for the others
+(key encoders). ``own_ratio = run / own floor`` is then the cost of everything *around* the encoder work the
+method's own algorithm asks for: losses, views, clustering, memories, evaluation and Python.
+
 The run's time is split by wrapping (timers, innermost category wins; encoder passes made inside another
 category count to that category):
 
@@ -95,17 +103,32 @@ TARGETS: list[tuple[str, str, str]] = [
 
 
 class Timers:
-    """Exclusive time per category: a nested timed call's time is taken out of its caller's category."""
+    """Exclusive time per category: a nested timed call's time is taken out of its caller's category.
+
+    ``passes`` logs the outermost encoder passes made outside every other category (the training steps'):
+    ``(class name, training, grad enabled, input shape)``.
+    """
 
     def __init__(self) -> None:
         self.acc: dict[str, float] = defaultdict(float)
         self.stack: list[list[Any]] = []
+        self.passes: list[tuple[str, bool, bool, tuple[int, ...]]] = []
 
     def wrap(self, fn: Callable, category: str) -> Callable:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             if category == "encoder" and self.stack:
                 return fn(*args, **kwargs)  # an encoder pass inside clustering / evaluation counts there
+            if (
+                category == "encoder"
+                and len(args) == 2
+                and isinstance(args[0], torch.nn.Module)
+                and isinstance(args[1], torch.Tensor)
+            ):
+                module, x = args
+                self.passes.append(
+                    (type(module).__name__, module.training, torch.is_grad_enabled(), tuple(x.shape))
+                )
             t0 = time.process_time()
             self.stack.append([category, 0.0])
             try:
@@ -221,6 +244,34 @@ def floor_time(runner: Runner, cfg: runner_mod.RunConfig, steps: int, batch_size
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def own_floor_time(runner: Runner, cfg: runner_mod.RunConfig, passes: list) -> tuple[float, float]:
+    """Wall and CPU seconds of replaying the run's logged training-step encoder passes bare (module
+    docstring, own-work floor) on a fresh encoder of the run's shape."""
+    spec = get_dataset(cfg.dataset)
+    views = tuple(get_method(cfg.method).views)
+    qa = runner._domain(spec, cfg.query, views)
+    mode, _, profile = input_mode(spec, runner.options)
+    factory = make_encoder_factory(qa.kind, tuple(qa.x.shape[1:]))
+    hp = get_method(cfg.method).hparams_for(profile, spec.method_profile, cfg.hparams)
+    torch.manual_seed(cfg.seed)
+    enc = build_encoder(factory, hp.get("head"))
+    parts = {
+        type(enc).__name__: enc,
+        type(enc.backbone).__name__: enc.backbone,
+        type(enc.head).__name__: enc.head,
+    }
+    inputs = {shape: torch.randn(shape) for *_, shape in passes}
+    t0, c0 = time.perf_counter(), time.process_time()
+    for name, train, grad, shape in passes:
+        module = parts.get(name, enc)
+        module.train(train)
+        with torch.set_grad_enabled(grad):
+            out = module(inputs[shape])
+            if grad and out.requires_grad:
+                out.square().mean().backward()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def python_share(method: str, runner: Runner, cfg: runner_mod.RunConfig, top: int) -> tuple[float, str]:
     """cProfile one run: share of own time in Python functions, and the top lines by own time."""
     prof = cProfile.Profile()
@@ -277,6 +328,7 @@ def main() -> None:
                 _unpatch(undo)
             batch = max(max(b) for b in counter.batch_sizes) if counter.batch_sizes else 64
             t_floor, c_floor = floor_time(runner, cfg, counter.steps, batch)
+            _, c_own = own_floor_time(runner, cfg, timers.passes)
             shares = {c: 100.0 * timers.acc.get(c, 0.0) / c_run for c in CATEGORIES}
             shares["rest"] = 100.0 - sum(shares.values())
             row: dict[str, Any] = {
@@ -286,6 +338,9 @@ def main() -> None:
                 "floor_s": round(c_floor, 2),
                 "ratio": round(c_run / c_floor, 2) if c_floor > 0 else None,
                 "wall_ratio": round(t_run / t_floor, 2) if t_floor > 0 else None,
+                "passes": len(timers.passes),
+                "own_floor_s": round(c_own, 2),
+                "own_ratio": round(c_run / c_own, 2) if c_own > 0 else None,
                 "map_all": rec["metrics"]["map_all"],
                 "fit_wall_s": rec["timings"]["fit_s"],
                 "eval_wall_s": round(rec["timings"]["embed_s"] + rec["timings"]["eval_s"], 3),
@@ -306,7 +361,17 @@ def main() -> None:
         f"\n{args.dataset} {args.pair} {args.setting}, epochs-scale {args.epochs_scale}; "
         "ratio = run / floor (bare forward + backward over the same paired batches); shares of the run in %"
     )
-    keys = ["method", "steps", "run_s", "floor_s", "ratio", "wall_ratio"]
+    keys = [
+        "method",
+        "steps",
+        "run_s",
+        "floor_s",
+        "ratio",
+        "wall_ratio",
+        "passes",
+        "own_floor_s",
+        "own_ratio",
+    ]
     keys += [f"{c}_%" for c in (*CATEGORIES, "rest")]
     if args.profile:
         keys.append("python_%")
