@@ -80,6 +80,23 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def compare(case: str, step, stock: nn.Module, fast: nn.Module, repeats: int) -> dict:
+    """Run ``step`` (module -> tensors) on both modules: bit identity of every tensor, median times, ratio."""
+    out_a, out_b = step(stock), step(fast)
+    flat_a = [out_a[0], *(out_a[1] if isinstance(out_a[1], list) else [out_a[1]])]
+    flat_b = [out_b[0], *(out_b[1] if isinstance(out_b[1], list) else [out_b[1]])]
+    same = all(torch.equal(a, b) for a, b in zip(flat_a, flat_b, strict=True))
+    t_stock = median_time(lambda: step(stock), repeats)
+    t_fast = median_time(lambda: step(fast), repeats)
+    return {
+        "case": case,
+        "stock_s": round(t_stock, 5),
+        "channels_last_s": round(t_fast, 5),
+        "ratio": round(t_stock / t_fast, 2),
+        "identical": bool(same),
+    }
+
+
 def pool_case(batch: int, repeats: int, seed: int) -> dict:
     """Step 1: the pool alone on a ``[batch, 32, 16, 16]`` tensor with ties, forward + backward."""
     g = torch.Generator().manual_seed(seed)
@@ -94,17 +111,7 @@ def pool_case(batch: int, repeats: int, seed: int) -> dict:
         y.backward(grad_out)
         return y.detach(), x.grad
 
-    y_a, g_a = step(pool)
-    y_b, g_b = step(wrapped)
-    stock = median_time(lambda: step(pool), repeats)
-    fast = median_time(lambda: step(wrapped), repeats)
-    return {
-        "case": f"max_pool2d [{batch}, 32, 16, 16] fwd+bwd",
-        "stock_s": round(stock, 5),
-        "channels_last_s": round(fast, 5),
-        "ratio": round(stock / fast, 2),
-        "identical": bool(torch.equal(y_a, y_b) and torch.equal(g_a, g_b)),
-    }
+    return compare(f"max_pool2d [{batch}, 32, 16, 16] fwd+bwd", step, pool, wrapped, repeats)
 
 
 def step_case(batch: int, repeats: int, seed: int) -> dict:
@@ -121,18 +128,7 @@ def step_case(batch: int, repeats: int, seed: int) -> dict:
         (f**2).mean().backward()
         return f.detach(), [p.grad.clone() for p in module.parameters()]
 
-    f_a, g_a = step(model)
-    f_b, g_b = step(wrapped)
-    same = torch.equal(f_a, f_b) and all(torch.equal(a, b) for a, b in zip(g_a, g_b, strict=True))
-    stock = median_time(lambda: step(model), repeats)
-    fast = median_time(lambda: step(wrapped), repeats)
-    return {
-        "case": f"SmallCNN step [{batch}, 1, 16, 16] fwd+bwd",
-        "stock_s": round(stock, 5),
-        "channels_last_s": round(fast, 5),
-        "ratio": round(stock / fast, 2),
-        "identical": bool(same),
-    }
+    return compare(f"SmallCNN step [{batch}, 1, 16, 16] fwd+bwd", step, model, wrapped, repeats)
 
 
 def main() -> None:

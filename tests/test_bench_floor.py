@@ -46,3 +46,15 @@ def test_channels_last_pool_is_bit_identical_on_ties() -> None:
         row = case(8, 1, 0)
         assert row["identical"] is True
         assert row["stock_s"] > 0 and row["channels_last_s"] > 0
+
+
+def test_compare_reports_a_difference() -> None:
+    bp = _module("bench_pool")
+    x = torch.rand(2, 3, 4, 4)
+
+    def step(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        return module(x), x
+
+    row = bp.compare("max vs avg", step, nn.MaxPool2d(2), nn.AvgPool2d(2), 1)
+    assert row["identical"] is False
+    assert row["case"] == "max vs avg"
