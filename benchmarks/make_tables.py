@@ -73,21 +73,24 @@ GRIDS: tuple[Grid, ...] = (
     Grid(
         "pacs",
         "Results on PACS (real images)",
-        "PACS from `../shared/data/pacs`, 12 directed pairs × 3 settings, seed 2024, split seed 0, features "
-        "mode: frozen ImageNet EfficientNet-Lite0 (`effnet-lite0`) features with a trainable head, the "
-        "features profile of every method. Produced by `benchmarks/run_grid.py --dataset pacs --data-dir "
-        "../shared/data --out results/pacs`; the records are in `results/pacs/`. **Current code** "
-        "(structure head, official settings of issue 11, run 2026-12-03/04): `uem` and its four ablations "
-        "(run 2026-12-04 with UEM's new defaults, docs/uem.md, The defaults), `ucdir`, "
-        "`coda`, `dann`, `darl`, `darl-nn`, every training-free row (`pretrained`, `pretrained-cosine`, "
-        "`center-l2`, `center-whiten`, and `kmeans-match`, re-run 2026-12-05: its records were of older "
-        "code, same mAP@All) and `dgdir` in close-set (re-run 2026-12-05 with its cached Fourier and phase "
-        "views, issue 18: 36.3 → 42.3). **Older code:** every other trained row or setting was made "
-        "with the randomly initialised "
-        "head that the features mode no longer uses by default (the structure head, issue 10: docs/uem.md "
-        "gives its effect at initialisation); their re-run with the final code is issue 15's regeneration, "
-        "so rows of the two kinds are not comparable. One seed: differences of a few "
-        "points are within the seed spread.",
+        "PACS from `../shared/data/pacs`, 12 directed pairs × 3 settings, split seed 0, features mode: "
+        "frozen ImageNet EfficientNet-Lite0 (`effnet-lite0`) features with a trainable head, the features "
+        "profile of "
+        "every method. Produced by `benchmarks/run_grid.py --dataset pacs --data-dir ../shared/data --out "
+        "results/pacs --seeds 2024,2025,2026`; the records are in `results/pacs/`. **Issue 15's three-seed "
+        "regeneration is under way.** **Current code, seeds 2024, 2025 and 2026 on every cell** (run "
+        "2026-12-05/06 on an AMD EPYC machine): every training-free row (`pretrained`, `pretrained-cosine`, "
+        "`center-l2`, `center-whiten`, `kmeans-match`), `uem` (docs/uem.md, The defaults), `ucdir` and "
+        "`coda`. **Current code, seed 2024 only** (structure head, official settings of issue 11, run "
+        "2026-12-03/05): `uem`'s four ablations, `dann`, `darl`, `darl-nn`, and `dgdir` in close-set (re-run "
+        "with its cached Fourier and phase views, issue 18: 36.3 → 42.3). **Older code:** every other "
+        "trained row or setting was made with the randomly initialised head that the features mode no longer "
+        "uses by default (the structure head, issue 10: docs/uem.md gives its effect at initialisation); "
+        "their re-run with the final code is the rest of issue 15's regeneration, so rows of the two kinds "
+        "are not comparable. The `n=` of each table says how many seeds a cell has; "
+        "`benchmarks/versus_current.py results/pacs --dataset pacs --data-dir ../shared/data` compares the "
+        "current-code records alone. One seed ranks nothing: differences of a few points are within the "
+        "seed spread.",
     ),
 )
 
