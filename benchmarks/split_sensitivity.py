@@ -28,7 +28,6 @@ nothing that runs reads it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -42,19 +41,10 @@ from u2cdr_bench.methods import method_names
 from u2cdr_bench.records import load_records
 from u2cdr_bench.runner import Runner
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from versus_current import current_values  # noqa: E402 - the sibling script's reader of current-code records
+
 Values = dict[tuple[str, str], dict[tuple[str, int], float]]
-
-
-def _versus_current() -> Any:
-    """The sibling script ``versus_current.py`` (its reader of current-code records)."""
-    if "versus_current" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "versus_current", Path(__file__).with_name("versus_current.py")
-        )
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["versus_current"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["versus_current"]
 
 
 def _pair_values(cells: dict[tuple[str, int], float], seed: int) -> dict[str, float]:
@@ -89,11 +79,8 @@ def sensitivity_rows(
         )
         per_seed = [float(np.mean([cells[(p, s)] for p in pairs])) for s in seeds]
         others = [s for s in seeds if s != seed]
-        seed_pair = (
-            float(np.mean([abs(cells[(p, s)] - v0[p]) for s in others for p in pairs]))
-            if others
-            else math.nan
-        )
+        moves = [abs(cells[(p, s)] - v0[p]) for s in others for p in pairs]
+        seed_pair = float(np.mean(moves)) if moves else math.nan
         rows.append(
             [
                 method,
@@ -123,10 +110,9 @@ def main() -> None:
     ap.add_argument("--metric", default="map_all")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    vc = _versus_current()
     options = DataOptions(data_dir=args.data_dir, quiet=True)
-    base, _ = vc.current_values(load_records(args.base), Runner(options, args.base), args.metric, 0)
-    other, _ = vc.current_values(
+    base, _ = current_values(load_records(args.base), Runner(options, args.base), args.metric, 0)
+    other, _ = current_values(
         load_records(args.other), Runner(options, args.other), args.metric, args.split_seed
     )
     s = args.split_seed
